@@ -1,0 +1,30 @@
+/* maildir.h - local delivery into a Maildir (the maildir spec, Dovecot's
+ * file names).
+ *
+ * DATA_DIR/mailboxes/DOMAIN/LOCALPART/Maildir/{tmp,new,cur}, domain and
+ * local part lower case.  A delivery writes tmp/NAME, fsyncs it, links it to
+ * new/NAME, fsyncs new/ and unlinks tmp/NAME.  NAME is
+ * "SECS.M<usec>P<pid>Q<n>.HOST,S=<size>,W=<crlf size>" with HOST's '/' and
+ * ':' escaped as Dovecot does.  Lines are stored with LF ends.
+ * Blocking: runs on a worker thread; thread-safe. */
+#ifndef TERN_DELIVER_MAILDIR_H
+#define TERN_DELIVER_MAILDIR_H
+
+#include <stddef.h>
+
+/* maildir_path - "ROOT/mailboxes/DOMAIN/LOCAL/Maildir" lower-cased, into
+ * OUT.  Refuses ("." , "..", "/" and NUL in either part) with -1. */
+int maildir_path(const char *root, const char *local, const char *domain,
+		 char *out, size_t outlen);
+
+/* maildir_deliver - deliver one message into the Maildir of LOCAL@DOMAIN
+ * under ROOT, creating the folders as needed.  PREFIX (PREFIXLEN bytes,
+ * CRLF line ends, e.g. Return-Path and Delivered-To) is written first, then
+ * BODYLEN bytes read from BODY_FD starting at offset BODY_OFF (CRLF line
+ * ends; converted to LF).  HOSTNAME goes into the file name.  Returns 0,
+ * or -1 with errno set and nothing left in new/. */
+int maildir_deliver(const char *root, const char *local, const char *domain,
+		    const char *hostname, const char *prefix, size_t prefixlen,
+		    int body_fd, long body_off, size_t bodylen);
+
+#endif
