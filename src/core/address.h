@@ -55,6 +55,11 @@ int address_format(const struct address *a, char *out, size_t outlen);
  * or UTF-8 labels when ALLOW_UTF8), at most 255 octets? */
 int address_is_domain(const char *s, size_t len, int allow_utf8);
 
+/* address_is_helo_name - does S start with a HELO/EHLO name: a Domain or
+ * an address literal, with '_' tolerated in labels (common in the host
+ * names of desktop machines)?  On success sets *CONSUMED to its length. */
+int address_is_helo_name(const char *s, size_t len, size_t *consumed);
+
 /* utf8_valid - well-formed UTF-8 without overlongs or surrogates. */
 int utf8_valid(const char *s, size_t len);
 
