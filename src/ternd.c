@@ -16,6 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
+#include "auth/tls.h"
 #include "core/config.h"
 #include "core/control.h"
 #include "core/log.h"
@@ -39,6 +42,8 @@ struct daemon {
 	struct control *control;
 	struct directory *dir;
 	struct event *sig_term, *sig_int, *sig_hup;
+	uid_t uid;
+	gid_t gid;
 };
 
 static void usage(void)
@@ -147,6 +152,17 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	    s->cfg.nlistens != d->settings->cfg.nlistens)
 		log_warn("data_dir and listen changes take effect at the next start");
 	log_set_level(level_of(s->cfg.log_level));
+	SSL_CTX *tls = tls_server_new(s->cfg.tls_cert, s->cfg.tls_key, s->cfg.data_dir,
+				      s->cfg.hostname, d->uid, d->gid, err, sizeof err);
+	if (tls) {
+		/* Running sessions keep their SSL objects (each holds a
+		 * reference to its own context). */
+		SSL_CTX_free(d->smtp_ctx.tls);
+		d->smtp_ctx.tls = tls;
+		log_info("TLS certificate reloaded");
+	} else {
+		log_error("TLS reload failed, keeping the old certificate: %s", err);
+	}
 	smtp_server_set_settings(d->smtp, s);
 	settings_unref(&d->settings);
 	d->settings = s;
@@ -195,6 +211,13 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	gid_t gid;
 	if (privdrop_lookup(cfg->user, &uid, &gid, err, errlen) < 0 ||
 	    data_dir_prepare(cfg->data_dir, uid, gid, err, errlen) < 0)
+		return -1;
+	d->uid = uid;
+	d->gid = gid;
+	/* Keys may be readable by root only: load them before dropping. */
+	d->smtp_ctx.tls = tls_server_new(cfg->tls_cert, cfg->tls_key, cfg->data_dir, cfg->hostname,
+					 uid, gid, err, errlen);
+	if (!d->smtp_ctx.tls)
 		return -1;
 	d->smtp_ctx.base = d->base;
 	d->smtp = smtp_server_new(&d->smtp_ctx, d->settings, err, errlen);
@@ -254,6 +277,7 @@ static void stop(struct daemon *d)
 	control_free(&d->control);
 	directory_unref(&d->dir);
 	settings_unref(&d->settings);
+	SSL_CTX_free(d->smtp_ctx.tls);
 	event_free(d->sig_term);
 	event_free(d->sig_int);
 	event_free(d->sig_hup);

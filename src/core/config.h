@@ -81,6 +81,12 @@ struct config {
 	unsigned timeout_command; /* idle between commands */
 	unsigned timeout_data; /* idle inside DATA/BDAT */
 	unsigned workers; /* threads in the worker pool */
+
+	/* AUTH abuse limits. */
+	unsigned auth_max_failures; /* per connection, then 421 */
+	unsigned auth_failure_delay; /* seconds before the first 535, doubling */
+	unsigned auth_lockout_failures; /* per client address within the window */
+	unsigned auth_lockout_time; /* seconds: the window and the lockout */
 	char *log_level; /* "debug", "info", "warn", "error" */
 };
 

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/throttle.h"
 #include "core/log.h"
 #include "smtp/session.h"
 #include "store/directory.h"
@@ -49,7 +50,13 @@ struct smtp_server {
 	struct session_node *sessions;
 	struct ip_count *ips;
 	size_t ipcap; /* power of two */
+	struct throttle *auth_throttle;
 };
+
+struct throttle *smtp_server_throttle(struct smtp_server *srv)
+{
+	return srv->auth_throttle;
+}
 
 struct settings *settings_ref(struct settings *s)
 {
@@ -230,6 +237,13 @@ struct smtp_server *smtp_server_new(const struct smtp_context *ctx, struct setti
 	}
 	srv->ctx = ctx;
 	srv->settings = settings_ref(s);
+	srv->auth_throttle = throttle_new(65536, s->cfg.auth_lockout_failures,
+					  s->cfg.auth_lockout_time, s->cfg.auth_lockout_time);
+	if (!srv->auth_throttle) {
+		snprintf(err, errlen, "out of memory");
+		smtp_server_free(&srv);
+		return NULL;
+	}
 	srv->dir = directory_empty();
 	const struct config *cfg = &s->cfg;
 	srv->listeners = calloc(cfg->nlistens ? cfg->nlistens : 1, sizeof *srv->listeners);
@@ -302,6 +316,7 @@ void smtp_server_free(struct smtp_server **psrv)
 		smtp_server_session_closed(srv, srv->sessions->s);
 	free(srv->listeners);
 	free(srv->ips);
+	throttle_free(&srv->auth_throttle);
 	settings_unref(&srv->settings);
 	directory_unref(&srv->dir);
 	free(srv);

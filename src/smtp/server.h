@@ -27,6 +27,7 @@ struct smtp_context {
 	struct spool *spool;
 	struct queue *queue;
 	struct workers *pool;
+	struct ssl_ctx_st *tls; /* current TLS context (replaced on SIGHUP), or NULL */
 };
 
 /* settings - the configuration as sessions see it, shared by reference so

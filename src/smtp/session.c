@@ -4,19 +4,23 @@
  * RFC 5321 4.5.3.1.4; the rest of an over-long line is skipped so the
  * session stays in sync, as Postfix's smtp_get does), feeds DATA and BDAT
  * bytes to their decoders, writes replies, enforces timeouts per state and
- * the error limit.  What a command means lives in commands.c. */
+ * the error limit.  What a command means lives in session_commands.c. */
 #include "smtp/session.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/tls.h"
 #include "core/log.h"
 #include "store/directory.h"
 
@@ -68,7 +72,19 @@ struct session *session_new(struct smtp_server *srv, const struct smtp_context *
 	else
 		snprintf(s->peer_text, sizeof s->peer_text, "local");
 	envelope_init(&s->env);
-	s->bev = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (kind == LISTEN_SMTPS) {
+		/* RFC 8314: TLS from the first byte; the greeting waits for
+		 * the handshake inside the TLS bufferevent. */
+		SSL *ssl = ctx->tls ? SSL_new(ctx->tls) : NULL;
+		s->bev = ssl ? bufferevent_openssl_socket_new(ctx->base, fd, ssl,
+							      BUFFEREVENT_SSL_ACCEPTING,
+							      BEV_OPT_CLOSE_ON_FREE) : NULL;
+		if (ssl && !s->bev)
+			SSL_free(ssl);
+		s->tls = 1;
+	} else {
+		s->bev = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	if (!s->bev) {
 		settings_unref(&s->settings);
 		directory_unref(&s->dir);
@@ -92,10 +108,13 @@ void session_free(struct session *s)
 		return;
 	session_reset_transaction(s);
 	envelope_free(&s->env);
+	if (s->auth_delay)
+		event_free(s->auth_delay);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	free(s->helo);
 	free(s->auth_user);
+	free(s->auth_login_user);
 	settings_unref(&s->settings);
 	directory_unref(&s->dir);
 	free(s);
@@ -261,8 +280,9 @@ static int take_line(struct session *s, struct evbuffer *in, char *line, size_t 
 
 static void process_input(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
 	while (s->state != SS_BUSY && s->state != SS_CLOSING) {
+		/* Fetched anew each time: STARTTLS replaces the bufferevent. */
+		struct evbuffer *in = bufferevent_get_input(s->bev);
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
 			bufferevent_disable(s->bev, EV_READ); /* on_write resumes */
 			return;
@@ -303,7 +323,10 @@ static void process_input(struct session *s)
 			continue;
 		}
 		line[--len] = '\0';
-		session_command(s, line, len);
+		if (s->auth_step)
+			session_auth_response(s, line, len, s->auth_step);
+		else
+			session_command(s, line, len);
 	}
 	if (s->state != SS_CLOSING && s->state != SS_BUSY)
 		set_timeout(s);
@@ -340,6 +363,20 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		char desc[160];
+		tls_describe(bufferevent_openssl_get_ssl(bev), desc, sizeof desc);
+		log_info("session %lu: TLS established: %s", s->serial, desc);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && s->tls) {
+		unsigned long e;
+		char buf[200];
+		while ((e = bufferevent_get_openssl_error(bev))) {
+			ERR_error_string_n(e, buf, sizeof buf);
+			log_info("session %lu: TLS error from %s: %s", s->serial, s->peer_text, buf);
+		}
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (s->state == SS_CLOSING) {
 			smtp_server_session_closed(s->server, s);
@@ -371,4 +408,42 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		}
 		smtp_server_session_closed(s->server, s);
 	}
+}
+
+/* session_start_tls - RFC 3207 4: the 220 goes out in plaintext, then the
+ * handshake; anything the client sent after STARTTLS before the handshake
+ * was never protected and is thrown away (4.2: command injection), and the
+ * session starts over from the greeting state. */
+int session_start_tls(struct session *s)
+{
+	struct bufferevent *plain = s->bev;
+	SSL *ssl = SSL_new(s->ctx->tls);
+	if (!ssl)
+		return -1;
+	session_reply(s, SMTP_REPLY(220, "2.0.0", "Ready to start TLS"));
+	struct evbuffer *in = bufferevent_get_input(plain);
+	size_t injected = evbuffer_get_length(in);
+	if (injected) {
+		log_info("session %lu: discarded %zu bytes sent before the TLS handshake", s->serial,
+			 injected);
+		evbuffer_drain(in, injected);
+	}
+	struct bufferevent *tls = bufferevent_openssl_filter_new(
+		s->ctx->base, plain, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!tls) {
+		SSL_free(ssl);
+		return -1;
+	}
+	s->bev = tls;
+	s->tls = 1;
+	bufferevent_setcb(tls, on_read, on_write, on_event, s);
+	bufferevent_setwatermark(tls, EV_READ, 0, IN_HIGH);
+	bufferevent_enable(tls, EV_READ | EV_WRITE);
+	session_reset_transaction(s);
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = 0;
+	s->state = SS_INIT;
+	set_timeout(s);
+	return 0;
 }

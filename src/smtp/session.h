@@ -1,7 +1,7 @@
 /* session.h - one SMTP connection on the server side (RFC 5321).
  *
  * The session reads commands from a bufferevent, runs them through the
- * command table (commands.c) and writes replies in order, which makes
+ * command table (session_commands.c) and writes replies in order, which makes
  * pipelining (RFC 2920) natural: while a command waits for the worker pool
  * (the spool's fsync) the session stops reading, so later commands are
  * answered after it.
@@ -26,6 +26,7 @@
 #include "spool/envelope.h"
 
 struct bufferevent;
+struct event;
 struct evbuffer;
 
 enum session_state {
@@ -57,12 +58,17 @@ struct session {
 	int skipping_long_line; /* discarding the rest of an over-long line */
 	int tls; /* TLS is active on this connection */
 	char *auth_user; /* authenticated user or NULL */
+	int auth_step; /* waiting for an AUTH continuation line (session_auth.c) */
+	unsigned auth_failures; /* on this connection */
+	char *auth_login_user; /* LOGIN: the user name until the password comes */
+	struct event *auth_delay; /* the slowed reply to a failed AUTH */
 	int dead; /* the peer went away while a commit was in flight */
 
 	/* The current transaction. */
 	struct envelope env;
 	struct smtp_mail_params mail;
 	struct evbuffer *body; /* created at DATA/BDAT, handed to the spool */
+	size_t received_len; /* our Received header at the start of body */
 	struct data_stream ds;
 	uint64_t bdat_remaining; /* bytes of the current chunk still to read */
 	int bdat_last; /* the current chunk is the LAST one */
@@ -90,17 +96,27 @@ void session_close_after_reply(struct session *s, struct smtp_reply r);
 void session_reset_transaction(struct session *s);
 /* session_resume - go on reading after an asynchronous step finished. */
 void session_resume(struct session *s);
+/* session_start_tls - answer 220 and begin the TLS handshake (STARTTLS). */
+int session_start_tls(struct session *s);
 /* session_free - release everything; called by the server. */
 void session_free(struct session *s);
 
-/* commands.c: run one complete command line (CRLF removed). */
+/* session_commands.c: run one complete command line (CRLF removed). */
 void session_command(struct session *s, const char *line, size_t len);
-/* commands.c: the body of a DATA or BDAT transaction is complete. */
+/* session_commands.c: the body of a DATA or BDAT transaction is complete. */
 void session_commit_message(struct session *s);
-/* commands.c: the DATA end or final BDAT chunk with errors: reply. */
+/* session_commands.c: the DATA end or final BDAT chunk with errors: reply. */
 struct smtp_reply data_error_reply(enum data_error e);
+
+/* session_auth.c: AUTH, its continuation lines, and the sender rules. */
+void session_cmd_auth(struct session *s, const char *args, size_t len);
+void session_auth_response(struct session *s, const char *line, size_t len, int step);
+struct smtp_reply session_sender_allowed(struct session *s, const char *sender);
+int session_complete_headers(struct session *s, struct evbuffer **body);
 
 /* server.c: a session ended. */
 void smtp_server_session_closed(struct smtp_server *srv, struct session *s);
+/* server.c: failed AUTH per client address, shared by all sessions. */
+struct throttle *smtp_server_throttle(struct smtp_server *srv);
 
 #endif

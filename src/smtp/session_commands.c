@@ -1,4 +1,4 @@
-/* commands.c - the ESMTP command table and the handlers (RFC 5321 4.1).
+/* session_commands.c - the ESMTP command table and the handlers (RFC 5321 4.1).
  *
  * Each command names the states it is legal in; the sequence check is done
  * once, in session_command, before a handler runs (RFC 5321 4.1.4: a
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "auth/tls.h"
 #include "core/log.h"
 #include "queue/queue.h"
 #include "smtp/session.h"
@@ -50,7 +52,6 @@ static void cmd_vrfy(struct session *s, const char *args, size_t len);
 static void cmd_expn(struct session *s, const char *args, size_t len);
 static void cmd_help(struct session *s, const char *args, size_t len);
 static void cmd_starttls(struct session *s, const char *args, size_t len);
-static void cmd_auth(struct session *s, const char *args, size_t len);
 
 static const struct command_def commands[] = {
 	{ SMTP_CMD_HELO, ST_ANY, cmd_helo },
@@ -66,7 +67,7 @@ static const struct command_def commands[] = {
 	{ SMTP_CMD_EXPN, ST_ANY, cmd_expn },
 	{ SMTP_CMD_HELP, ST_ANY, cmd_help },
 	{ SMTP_CMD_STARTTLS, ST_GREETED, cmd_starttls },
-	{ SMTP_CMD_AUTH, ST_READY, cmd_auth },
+	{ SMTP_CMD_AUTH, ST_READY, session_cmd_auth },
 };
 
 void session_command(struct session *s, const char *line, size_t len)
@@ -144,6 +145,10 @@ static void cmd_ehlo(struct session *s, const char *args, size_t len)
 	evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
 	evbuffer_add_printf(out, "250-ENHANCEDSTATUSCODES\r\n");
 	evbuffer_add_printf(out, "250-DSN\r\n");
+	if (s->ctx->tls && !s->tls)
+		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	if (s->tls) /* RFC 4954 4 / our rule: AUTH only under TLS */
+		evbuffer_add_printf(out, "250-AUTH PLAIN LOGIN\r\n");
 	evbuffer_add_printf(out, "250 CHUNKING\r\n");
 }
 
@@ -179,6 +184,15 @@ static void cmd_mail(struct session *s, const char *args, size_t len)
 	char sender[ADDR_PATH_MAX + 8];
 	if (address_format(&from, sender, sizeof sender) < 0) {
 		session_error(s, SMTP_REPLY(501, "5.1.7", "Bad sender address syntax"));
+		return;
+	}
+	struct smtp_reply refuse = session_sender_allowed(s, sender);
+	if (refuse.code) {
+		char safe[128];
+		log_info("session %lu: refused sender %s for %s: %d %s", s->serial,
+			 log_sanitize(safe, sizeof safe, sender, strlen(sender)), s->auth_user,
+			 refuse.code, refuse.enhanced);
+		session_error(s, refuse);
 		return;
 	}
 	session_reset_transaction(s);
@@ -277,12 +291,20 @@ static int start_body(struct session *s)
 	log_sanitize(helo, sizeof helo, s->helo ? s->helo : "unknown",
 		     s->helo ? strlen(s->helo) : 7);
 	const char *with = s->env.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
-	evbuffer_add_printf(s->body, "Received: from %s ([%s])\r\n\tby %s (tern) with %s%s%s id %s",
-			    helo, s->peer_text, cfg->hostname, with, s->tls ? "S" : "",
-			    s->auth_user ? "A" : "", s->env.id);
+	evbuffer_add_printf(s->body, "Received: from %s ([%s])\r\n", helo, s->peer_text);
+	if (s->tls) {
+		char desc[160];
+		tls_describe(bufferevent_openssl_get_ssl(s->bev), desc, sizeof desc);
+		evbuffer_add_printf(s->body, "\t(using %s)\r\n", desc);
+	}
+	if (s->auth_user && strlen(s->auth_user) < 200)
+		evbuffer_add_printf(s->body, "\t(authenticated as %s)\r\n", s->auth_user);
+	evbuffer_add_printf(s->body, "\tby %s (tern) with %s%s%s id %s", cfg->hostname, with,
+			    s->tls ? "S" : "", s->auth_user ? "A" : "", s->env.id);
 	if (s->env.nrcpts == 1 && strlen(s->env.rcpts[0].address) < 200)
 		evbuffer_add_printf(s->body, "\r\n\tfor <%s>", s->env.rcpts[0].address);
 	evbuffer_add_printf(s->body, ";\r\n\t%s\r\n", date);
+	s->received_len = evbuffer_get_length(s->body);
 	data_stream_init(&s->ds, cfg->max_message_size);
 	return 0;
 }
@@ -370,15 +392,23 @@ static void cmd_help(struct session *s, const char *args, size_t len)
 	session_reply(s, SMTP_REPLY(214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"));
 }
 
+/* STARTTLS CRLF (RFC 3207 4) */
 static void cmd_starttls(struct session *s, const char *args, size_t len)
 {
-	session_error(s, SMTP_REPLY(502, "5.5.1", "STARTTLS not available"));
+	if (!no_args(s, len))
+		return;
+	if (s->tls) {
+		session_error(s, SMTP_REPLY(503, "5.5.1", "TLS already active"));
+		return;
+	}
+	if (!s->ctx->tls) {
+		session_error(s, SMTP_REPLY(454, "4.7.0", "TLS not available"));
+		return;
+	}
+	if (session_start_tls(s) < 0)
+		session_close_after_reply(s, SMTP_REPLY(454, "4.7.0", "TLS not available"));
 }
 
-static void cmd_auth(struct session *s, const char *args, size_t len)
-{
-	session_error(s, SMTP_REPLY(538, "5.7.11", "Encryption required for requested authentication mechanism"));
-}
 
 struct smtp_reply data_error_reply(enum data_error e)
 {
@@ -436,6 +466,13 @@ void session_commit_message(struct session *s)
 	s->env.received = time(NULL);
 	struct evbuffer *body = s->body;
 	s->body = NULL;
+	if ((s->auth_user || s->kind != LISTEN_SMTP) && session_complete_headers(s, &body) < 0) {
+		evbuffer_free(body);
+		session_reply(s, SMTP_REPLY(451, "4.3.0", "Out of memory"));
+		session_reset_transaction(s);
+		s->state = SS_READY;
+		return;
+	}
 	s->state = SS_BUSY;
 	bufferevent_disable(s->bev, EV_READ);
 	spool_commit(s->ctx->spool, &s->env, body, commit_done, s);
