@@ -21,8 +21,13 @@ struct cursor {
 	size_t len, pos;
 	unsigned flags;
 	const char *why; /* first reason for failure */
-	int utf8; /* non-ASCII bytes seen */
+	int utf8;	 /* non-ASCII bytes seen */
 };
+
+static struct cursor cursor_at(const char *s, size_t len, unsigned flags)
+{
+	return (struct cursor){.s = (const unsigned char *)s, .len = len, .flags = flags};
+}
 
 static int fail(struct cursor *c, const char *why)
 {
@@ -41,7 +46,7 @@ static int peek(const struct cursor *c)
  * above U+10FFFF.  *CP receives the code point. */
 static size_t utf8_seq(const unsigned char *s, size_t len, uint32_t *cp)
 {
-	static const uint32_t min_cp[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+	static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
 	size_t n;
 	uint32_t v;
 
@@ -306,7 +311,7 @@ static int parse_literal(struct cursor *c)
 		/* dcontent = %d33-90 / %d94-126 */
 		if (ch < 33 || ch > 126 || ch == '[' || ch == '\\')
 			return fail(c, "Invalid character in address literal");
-		if (c->pos - start >= sizeof text)
+		if (c->pos - start >= sizeof text - 1)
 			return fail(c, "Invalid address literal");
 		c->pos++;
 	}
@@ -400,8 +405,8 @@ static int parse_bracketed(struct cursor *c, struct address *out)
 	if (peek(c) != '>') {
 		if (peek(c) == ' ')
 			return fail(c, "Space in address");
-		return fail(c, peek(c) == -1 ? "Missing > after address" :
-					       "Invalid character in address");
+		return fail(c, peek(c) == -1 ? "Missing > after address"
+					     : "Invalid character in address");
 	}
 	c->pos++;
 	return 0;
@@ -410,7 +415,7 @@ static int parse_bracketed(struct cursor *c, struct address *out)
 int address_parse_path(const char *s, size_t len, unsigned flags, struct address *out,
 		       size_t *consumed, const char **why)
 {
-	struct cursor c = { (const unsigned char *)s, len, 0, flags, NULL, 0 };
+	struct cursor c = cursor_at(s, len, flags);
 	int r;
 
 	memset(out, 0, sizeof *out);
@@ -441,7 +446,7 @@ int address_parse_path(const char *s, size_t len, unsigned flags, struct address
 int address_parse_mailbox(const char *s, size_t len, unsigned flags, struct address *out,
 			  const char **why)
 {
-	struct cursor c = { (const unsigned char *)s, len, 0, flags, NULL, 0 };
+	struct cursor c = cursor_at(s, len, flags);
 	int r;
 
 	memset(out, 0, sizeof *out);
@@ -479,8 +484,7 @@ int address_format(const struct address *a, char *out, size_t outlen)
 
 int address_is_domain(const char *s, size_t len, int allow_utf8)
 {
-	struct cursor c = { (const unsigned char *)s, len, 0, allow_utf8 ? ADDR_ALLOW_UTF8 : 0,
-			    NULL, 0 };
+	struct cursor c = cursor_at(s, len, allow_utf8 ? ADDR_ALLOW_UTF8 : 0);
 	size_t start;
 
 	return parse_domain_name(&c, &start) == 0 && c.pos == len;
@@ -488,7 +492,7 @@ int address_is_domain(const char *s, size_t len, int allow_utf8)
 
 int address_is_helo_name(const char *s, size_t len, size_t *consumed)
 {
-	struct cursor c = { (const unsigned char *)s, len, 0, ADDR_LENIENT_UNDERSCORE, NULL, 0 };
+	struct cursor c = cursor_at(s, len, ADDR_LENIENT_UNDERSCORE);
 
 	if (parse_domain(&c, NULL) < 0)
 		return 0;

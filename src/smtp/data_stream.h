@@ -30,7 +30,7 @@ enum data_error {
 struct data_stream {
 	int state; /* private */
 	size_t line_len; /* private */
-	uint64_t size; /* message bytes produced so far */
+	uint64_t size; /* message bytes decoded so far (counted on after an error) */
 	uint64_t max_size; /* 0 = no limit */
 	enum data_error error; /* first error seen */
 	int eight_bit; /* a byte >= 0x80 was seen */
@@ -57,7 +57,7 @@ long data_stream_feed(struct data_stream *ds, const char *in, size_t len,
 enum data_error bdat_check(struct data_stream *ds, const char *in, size_t len,
 			   int last);
 
-/* data_error_reply_text - a short reason for the log and the reply. */
+/* data_error_text - a short reason for the log and the reply. */
 const char *data_error_text(enum data_error e);
 
 #endif

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/tls.h"
 #include "core/log.h"
@@ -28,6 +29,10 @@
  * pauses reading until the client takes its replies (pipelining abuse). */
 #define IN_HIGH (64 * 1024)
 #define OUT_HIGH (64 * 1024)
+
+/* RFC 3461 4: the DSN parameters may make MAIL and RCPT lines 500 octets
+ * longer than the 512 of RFC 5321 4.5.3.1.4; every other command keeps 512. */
+#define LINE_MAX_DSN (SMTP_CMD_LINE_MAX + 500)
 
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
@@ -252,6 +257,11 @@ static void bdat_chunk_done(struct session *s)
 	session_replyf(s, 250, "2.0.0", "%llu octets received", (unsigned long long)s->ds.size);
 }
 
+static int mail_or_rcpt(const char *line, size_t len)
+{
+	return len >= 5 && (strncasecmp(line, "MAIL ", 5) == 0 || strncasecmp(line, "RCPT ", 5) == 0);
+}
+
 /* take_line - the next command line from IN into LINE; 1 when one was
  * taken, 0 when more input is needed. */
 static int take_line(struct session *s, struct evbuffer *in, char *line, size_t *len)
@@ -259,14 +269,14 @@ static int take_line(struct session *s, struct evbuffer *in, char *line, size_t 
 	struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
 	if (eol.pos < 0) {
 		size_t have = evbuffer_get_length(in);
-		if (have >= SMTP_CMD_LINE_MAX) {
+		if (have >= LINE_MAX_DSN) {
 			evbuffer_drain(in, have);
 			s->skipping_long_line = 1;
 		}
 		return 0;
 	}
 	size_t n = (size_t)eol.pos; /* bytes before the LF */
-	if (s->skipping_long_line || n + 1 > SMTP_CMD_LINE_MAX) {
+	if (s->skipping_long_line || n + 1 > LINE_MAX_DSN) {
 		evbuffer_drain(in, n + 1);
 		s->skipping_long_line = 0;
 		*len = SIZE_MAX; /* over-long */
@@ -308,7 +318,7 @@ static void process_input(struct session *s)
 			bdat_chunk_done(s);
 			continue;
 		}
-		char line[SMTP_CMD_LINE_MAX + 1];
+		char line[LINE_MAX_DSN + 1];
 		size_t len;
 		if (!take_line(s, in, line, &len))
 			break;
@@ -323,6 +333,10 @@ static void process_input(struct session *s)
 			continue;
 		}
 		line[--len] = '\0';
+		if (len + 2 > SMTP_CMD_LINE_MAX && !mail_or_rcpt(line, len)) {
+			session_error(s, SMTP_REPLY(500, "5.5.2", "Line too long"));
+			continue;
+		}
 		if (s->auth_step)
 			session_auth_response(s, line, len, s->auth_step);
 		else
