@@ -236,7 +236,8 @@ static int start(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	if (open_accounts(d, err, errlen) < 0)
 		return -1;
-	struct queue_config qc = { .data_dir = cfg->data_dir, .hostname = cfg->hostname };
+	struct queue_config qc = { .data_dir = cfg->data_dir, .hostname = cfg->hostname,
+				   .base = d->base };
 	if (!(d->queue = queue_new(&qc, d->spool, d->pool))) {
 		snprintf(err, errlen, "queue: out of memory");
 		return -1;
@@ -248,7 +249,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	directory_unref(&d->dir); /* use_directory took its own */
 	long n = queue_recover(d->queue);
 	if (n < 0) {
-		snprintf(err, errlen, "cannot read the spool in %s", path);
+		snprintf(err, errlen, "cannot read the spool in %.900s", path);
 		return -1;
 	}
 	if (n > 0)

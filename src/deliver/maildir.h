@@ -13,7 +13,9 @@
 #include <stddef.h>
 
 /* maildir_path - "ROOT/mailboxes/DOMAIN/LOCAL/Maildir" lower-cased, into
- * OUT.  Refuses ("." , "..", "/" and NUL in either part) with -1. */
+ * OUT.  Refuses ("." , "..", "/" and NUL in either part) with -1: an empty
+ * part, a '/', a leading '.' (so "." and ".." too), or a control byte is
+ * EINVAL; a path longer than OUTLEN is ENAMETOOLONG. */
 int maildir_path(const char *root, const char *local, const char *domain,
 		 char *out, size_t outlen);
 
@@ -21,8 +23,11 @@ int maildir_path(const char *root, const char *local, const char *domain,
  * under ROOT, creating the folders as needed.  PREFIX (PREFIXLEN bytes,
  * CRLF line ends, e.g. Return-Path and Delivered-To) is written first, then
  * BODYLEN bytes read from BODY_FD starting at offset BODY_OFF (CRLF line
- * ends; converted to LF).  HOSTNAME goes into the file name.  Returns 0,
- * or -1 with errno set and nothing left in new/. */
+ * ends; converted to LF; a CR not followed by LF is kept) with pread, so
+ * one BODY_FD may serve several deliveries at once.  HOSTNAME goes into the
+ * file name.  Folders are created 0700 (their parents fsynced), the file
+ * 0600.  Returns 0, or -1 with errno set and nothing left in new/ or tmp/
+ * (EIO if BODY_FD holds fewer than BODYLEN bytes). */
 int maildir_deliver(const char *root, const char *local, const char *domain,
 		    const char *hostname, const char *prefix, size_t prefixlen,
 		    int body_fd, long body_off, size_t bodylen);

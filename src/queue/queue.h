@@ -8,6 +8,17 @@
  * crash before that repeats the delivery (at-least-once, never lost).
  * Remote recipients wait in the queue for the relay stage (RCPT_QUEUED).
  *
+ * Recipients are resolved on the loop: an unknown user (deleted after the
+ * 250) or an alias loop bounces the recipient; an alias with several or
+ * remote targets is expanded into new recipients of the same message (the
+ * original one marked done, ORCPT kept), so each recipient names exactly
+ * one destination and a retry never repeats a delivery that succeeded.
+ * One worker job per message opens the spool body once, delivers every
+ * local recipient, then rewrites the envelope (or removes the message when
+ * every recipient is final).  A failed delivery (disk full...) keeps the
+ * recipient queued and retries after 30 s, 60 s, ... at most 10 min (see
+ * queue_config).  At most QUEUE_MAX_JOBS messages are delivered at once.
+ *
  * Everything here runs on the loop thread; blocking work goes to the pool.
  * Ownership: the queue keeps a reference to the directory it was given and
  * copies every envelope it is handed. */
@@ -18,7 +29,10 @@
 
 #include "spool/envelope.h"
 
+#define QUEUE_MAX_JOBS 8 /* delivery jobs running at once */
+
 struct directory;
+struct event_base;
 struct queue;
 struct spool;
 struct workers;
@@ -26,6 +40,12 @@ struct workers;
 struct queue_config {
 	const char *data_dir; /* Maildirs live in DATA_DIR/mailboxes */
 	const char *hostname;
+	/* The loop that runs retry timers.  Without it (NULL) a deferred
+	 * delivery waits for the next start. */
+	struct event_base *base;
+	/* Backoff after a failed local delivery: RETRY_FIRST seconds, doubled
+	 * each time up to RETRY_MAX (0: 30 s and 600 s). */
+	unsigned retry_first, retry_max;
 };
 
 struct queue *queue_new(const struct queue_config *cfg, struct spool *sp,
@@ -45,7 +65,10 @@ long queue_recover(struct queue *q);
 void queue_add(struct queue *q, const struct envelope *env);
 
 /* queue_idle - 1 when no delivery is running or waiting (for shutdown and
- * tests). */
+ * tests).  Messages parked for the relay stage do not count. */
 int queue_idle(const struct queue *q);
+
+/* queue_parked - messages kept only because recipients wait for relay. */
+size_t queue_parked(const struct queue *q);
 
 #endif

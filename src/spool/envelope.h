@@ -1,8 +1,9 @@
 /* envelope.h - what the spool keeps beside a message's bytes.
  *
  * Ownership: an envelope owns all its strings and its recipient array;
- * envelope_free() releases them.  Serialised as text lines (see spool.c)
- * so a spool file can be read with `less`. */
+ * envelope_free() releases them.  Serialised as text lines (envelope_format
+ * below; the format is described in docs/design/spool.md) so a spool file
+ * can be read with `less`. */
 #ifndef TERN_SPOOL_ENVELOPE_H
 #define TERN_SPOOL_ENVELOPE_H
 
@@ -48,5 +49,30 @@ void envelope_init(struct envelope *env);
 int envelope_add_rcpt(struct envelope *env, const char *address,
 		      const char *orcpt, unsigned notify);
 void envelope_free(struct envelope *env);
+
+/* The longest envelope text the spool accepts when reading (a bound on
+ * what a damaged or hostile file can make us allocate). */
+#define ENVELOPE_TEXT_MAX (8u << 20)
+
+/* envelope_copy - DST (uninitialised) becomes a deep copy of SRC.  Returns
+ * 0, or -1 (ENOMEM) with DST left empty and initialised. */
+int envelope_copy(struct envelope *dst, const struct envelope *src);
+
+/* envelope_set_reply - replace RCPT's last_reply by a copy of REPLY (may be
+ * NULL).  Returns 0 or -1 (ENOMEM, the old value kept). */
+int envelope_set_reply(struct envelope_rcpt *rcpt, const char *reply);
+
+/* envelope_format - the spool's text form of ENV: "tern-spool 1", one
+ * "key value" line per field with values escaped (%XX for '%', controls
+ * and DEL), ending with the blank line that separates it from the body.
+ * *OUT is malloc'ed (caller frees), *LEN its length.  0 or -1 (ENOMEM). */
+int envelope_format(const struct envelope *env, char **out, size_t *len);
+
+/* envelope_parse - read TEXT (LEN bytes: the lines before the blank line,
+ * the blank line itself not included) into ENV (uninitialised).  Unknown
+ * keys are skipped; an unknown version, a raw CR or NUL, a bad escape (or
+ * an escaped NUL), a bad number, or a missing id or sender is EINVAL.
+ * Returns 0, or -1 with errno set and ENV left empty and initialised. */
+int envelope_parse(const char *text, size_t len, struct envelope *env);
 
 #endif

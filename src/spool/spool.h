@@ -12,7 +12,12 @@
  * Layout under DATA_DIR/spool: "msg/ID" is one file per message (envelope
  * text, a blank line, then the message bytes with CRLF line ends);
  * "tmp/" holds files being written, removed at start.  Queue ids are unique
- * across restarts: time, a counter and random bits. */
+ * across restarts: time, a counter and random bits.  The format and the
+ * commit protocol are described in docs/design/spool.md.
+ *
+ * Ids given to the functions below must be queue ids ([0-9A-Za-z]{1,31});
+ * anything else is refused with EINVAL, so an id never walks the file
+ * system.  The functions marked Blocking are thread-safe. */
 #ifndef TERN_SPOOL_SPOOL_H
 #define TERN_SPOOL_SPOOL_H
 
@@ -25,9 +30,14 @@ struct spool;
 struct workers;
 
 /* spool_open - create DIR/{msg,tmp} if needed, remove leftovers in tmp.
- * Blocking: call before the loop runs.  NULL with ERR set on failure. */
+ * Takes an exclusive lock on DIR (flock) so two daemons never share one
+ * spool.  Blocking: call before the loop runs.  NULL with ERR set on
+ * failure. */
 struct spool *spool_open(const char *dir, struct workers *pool, char *err,
 			 size_t errlen);
+/* spool_close - release the spool; clears *SP.  A flush still running
+ * finishes first (its callbacks and those of commits still waiting run
+ * as usual), then the spool is freed. */
 void spool_close(struct spool **sp);
 
 /* spool_new_id - a fresh unique queue id into OUT (at least 32 bytes). */
@@ -45,7 +55,8 @@ void spool_commit(struct spool *sp, const struct envelope *env,
 
 /* spool_list - ids of every committed message (recovery at start).
  * Blocking.  Returns a malloc'ed array of malloc'ed strings (caller frees
- * both) and sets *N; NULL with *N=0 on error or when empty. */
+ * both) and sets *N, sorted (oldest first); NULL with *N=0 on error
+ * (errno set) or when empty (errno 0). */
 char **spool_list(struct spool *sp, size_t *n);
 
 /* spool_read_envelope - parse the envelope of ID into ENV.  Blocking (worker
@@ -69,5 +80,10 @@ int spool_remove(struct spool *sp, const char *id);
 
 /* spool_dir - the spool's directory (for tests and logs). */
 const char *spool_dir(const struct spool *sp);
+
+/* spool_flushes - how many group-commit flushes have completed (each one
+ * fsyncs msg/ once for its whole batch).  For tests and metrics: N commits
+ * sharing flushes show as fewer than N here. */
+unsigned long spool_flushes(const struct spool *sp);
 
 #endif
