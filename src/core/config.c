@@ -85,6 +85,8 @@ enum { ONCE, REPEATABLE };
 	  set_number, max_connections, 1, ONCE, 1, 1000000)                                        \
 	X(max_connections_per_ip, "max_connections_per_ip N", "50",                                \
 	  set_number, max_connections_per_ip, 1, ONCE, 1, 1000000)                                 \
+	X(max_connection_rate, "max_connection_rate N", "1000",                                    \
+	  set_number, max_connection_rate, 1, ONCE, 1, 1000000)                                    \
 	X(max_errors, "max_errors N", "10",                                                        \
 	  set_number, max_errors, 1, ONCE, 1, 1000)                                                \
 	X(timeout_greeting_wait, "timeout_greeting_wait DURATION", "5m",                           \
@@ -767,6 +769,7 @@ int config_defaults(struct config *cfg)
 	cfg->webhook_allow_private = 0;
 	cfg->max_connections = 1000;
 	cfg->max_connections_per_ip = 50;
+	cfg->max_connection_rate = 1000;
 	cfg->max_errors = 10;
 	cfg->timeout_greeting_wait = 5 * 60;
 	cfg->timeout_command = 5 * 60;

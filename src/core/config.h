@@ -76,6 +76,7 @@ struct config {
 	/* Limits and timeouts (seconds) of the SMTP server. */
 	unsigned max_connections; /* all clients together */
 	unsigned max_connections_per_ip;
+	unsigned max_connection_rate; /* new connections per client IP per minute */
 	unsigned max_errors; /* protocol errors before 421 and close */
 	unsigned timeout_greeting_wait; /* idle before the first command */
 	unsigned timeout_command; /* idle between commands */

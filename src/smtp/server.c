@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth/throttle.h"
@@ -51,6 +52,7 @@ struct smtp_server {
 	struct ip_count *ips;
 	size_t ipcap; /* power of two */
 	struct throttle *auth_throttle;
+	struct throttle *conn_rate; /* new connections per address per minute */
 };
 
 struct throttle *smtp_server_throttle(struct smtp_server *srv)
@@ -155,6 +157,16 @@ static void on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sock
 		refuse(fd, "421 4.3.0 Out of memory\r\n");
 		return;
 	}
+	time_t now = time(NULL);
+	if (throttle_locked(srv->conn_rate, sa, now)) {
+		log_warn("refused %s: max_connection_rate (%u/min) reached", peer,
+			 cfg->max_connection_rate);
+		refuse(fd, "421 4.7.0 Too many connections from your address, slow down\r\n");
+		return;
+	}
+	/* Counted as a "failure" in a one-minute window: at the limit the
+	 * address is shut out for the rest of the minute. */
+	throttle_failure(srv->conn_rate, sa, now);
 	uint8_t key[16];
 	peer_key(sa, key);
 	struct ip_count *c = ip_slot(srv, key);
@@ -239,7 +251,8 @@ struct smtp_server *smtp_server_new(const struct smtp_context *ctx, struct setti
 	srv->settings = settings_ref(s);
 	srv->auth_throttle = throttle_new(65536, s->cfg.auth_lockout_failures,
 					  s->cfg.auth_lockout_time, s->cfg.auth_lockout_time);
-	if (!srv->auth_throttle) {
+	srv->conn_rate = throttle_new(65536, s->cfg.max_connection_rate, 60, 60);
+	if (!srv->auth_throttle || !srv->conn_rate) {
 		snprintf(err, errlen, "out of memory");
 		smtp_server_free(&srv);
 		return NULL;
@@ -317,6 +330,7 @@ void smtp_server_free(struct smtp_server **psrv)
 	free(srv->listeners);
 	free(srv->ips);
 	throttle_free(&srv->auth_throttle);
+	throttle_free(&srv->conn_rate);
 	settings_unref(&srv->settings);
 	directory_unref(&srv->dir);
 	free(srv);
