@@ -147,12 +147,15 @@ struct control *control_new(struct event_base *base, const char *path, char *err
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
 	snprintf(c->path, sizeof c->path, "%s", path);
 	unlink(path);
-	/* The umask makes the socket 0600 from its creation: no window in
-	 * which another user could connect. */
-	mode_t old = umask(0177);
+	/* Not umask: it is process-wide and worker threads create files.
+	 * The socket lives in data_dir (0700, the daemon's own), so nobody
+	 * else can reach it in the moment before the chmod. */
 	c->listener = evconnlistener_new_bind(base, on_accept, c, LEV_OPT_CLOSE_ON_FREE, 16,
 					      (struct sockaddr *)&sun, sizeof sun);
-	umask(old);
+	if (c->listener && chmod(path, 0600) < 0) {
+		evconnlistener_free(c->listener);
+		c->listener = NULL;
+	}
 	if (!c->listener) {
 		snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
 		free(c);
