@@ -27,6 +27,9 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST := /usr/bin/python3 -m pytest
 
+# Keep the unit tests' objects: they are not throw-away intermediates.
+.SECONDARY:
+
 .PHONY: all deps run test test-unit test-integration test-asan check format lint clean
 
 all: $(BUILD)/ternd $(BUILD)/ternctl

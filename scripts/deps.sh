@@ -4,7 +4,7 @@
 # missing ones are named and the build stops.
 set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libc-ares-dev libjansson-dev
-libsodium-dev libsqlite3-dev sqlite3 python3 python3-pytest swaks curl dovecot-imapd
+libsodium-dev libsqlite3-dev sqlite3 openssl python3 python3-pytest swaks curl dovecot-imapd
 dnsmasq-base postfix clang-format"
 missing=""
 for p in $PKGS; do
