@@ -221,8 +221,10 @@ class SMTPConn:
     """A raw, line-based SMTP client for tests that send what smtplib would
     refuse to send: bad syntax, bare CR/LF, NUL, pipelined batches."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, source=None):
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout,
+            source_address=(source, 0) if source else None)
         self.timeout = timeout
         self.buf = b""
         self.eof = False
