@@ -111,6 +111,8 @@ void session_free(struct session *s)
 {
 	if (!s)
 		return;
+	log_info("session %lu: disconnect from %s (%u errors)", s->serial, s->peer_text,
+		 s->errors);
 	session_reset_transaction(s);
 	envelope_free(&s->env);
 	if (s->auth_delay)
@@ -412,8 +414,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		if (s->state == SS_DATA || s->state == SS_BDAT)
 			log_info("session %lu: lost connection from %s in the middle of a message",
 				 s->serial, s->peer_text);
-		else
-			log_info("session %lu: disconnect from %s", s->serial, s->peer_text);
 		if (s->state == SS_BUSY) {
 			/* The commit callback owns the session until it runs. */
 			s->dead = 1;
