@@ -112,6 +112,11 @@ struct smtp_reply data_error_reply(enum data_error e);
 void session_cmd_auth(struct session *s, const char *args, size_t len);
 void session_auth_response(struct session *s, const char *line, size_t len, int step);
 struct smtp_reply session_sender_allowed(struct session *s, const char *sender);
+
+/* session_headers.c: 1 when BODY has passed too many hops (a mail loop). */
+int session_hops_exceeded(struct session *s, struct evbuffer *body);
+/* session_headers.c: add a missing Date / Message-ID (submission);
+ * *BODY may be replaced.  Returns 0, or -1 out of memory. */
 int session_complete_headers(struct session *s, struct evbuffer **body);
 
 /* server.c: a session ended. */

@@ -466,6 +466,15 @@ void session_commit_message(struct session *s)
 	s->env.received = time(NULL);
 	struct evbuffer *body = s->body;
 	s->body = NULL;
+	if (session_hops_exceeded(s, body)) {
+		evbuffer_free(body);
+		log_info("session %lu: message refused: too many Received headers (mail loop)",
+			 s->serial);
+		session_reset_transaction(s);
+		s->state = SS_READY;
+		session_error(s, SMTP_REPLY(554, "5.4.6", "Too many hops: mail loop detected"));
+		return;
+	}
 	if ((s->auth_user || s->kind != LISTEN_SMTP) && session_complete_headers(s, &body) < 0) {
 		evbuffer_free(body);
 		session_reply(s, SMTP_REPLY(451, "4.3.0", "Out of memory"));
