@@ -30,7 +30,7 @@ PYTEST := /usr/bin/python3 -m pytest
 # Keep the unit tests' objects: they are not throw-away intermediates.
 .SECONDARY:
 
-.PHONY: all deps run test test-unit test-integration test-asan check format lint clean
+.PHONY: all deps run test test-unit test-integration test-asan check format lint clean fuzz
 
 all: $(BUILD)/ternd $(BUILD)/ternctl
 
@@ -72,6 +72,12 @@ test-integration: all
 test: deps
 	$(MAKE) test-unit test-integration
 	$(MAKE) SAN=1 test-unit test-integration
+
+# libFuzzer targets for every parser of network and file input (clang);
+# FUZZ_SECONDS per target, crashes and sanitizer reports fail the run.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')

@@ -412,6 +412,19 @@ static int parse_bracketed(struct cursor *c, struct address *out)
 	return 0;
 }
 
+/* mailbox_utf8 - non-ASCII in the mailbox itself: UTF-8 in a source route
+ * is parsed and thrown away, so it must not mark the address. */
+static int mailbox_utf8(const struct address *a)
+{
+	for (const char *p = a->local; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			return 1;
+	for (const char *p = a->domain; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			return 1;
+	return 0;
+}
+
 int address_parse_path(const char *s, size_t len, unsigned flags, struct address *out,
 		       size_t *consumed, const char **why)
 {
@@ -438,7 +451,7 @@ int address_parse_path(const char *s, size_t len, unsigned flags, struct address
 		*why = c.why;
 		return -1;
 	}
-	out->utf8 = c.utf8;
+	out->utf8 = mailbox_utf8(out);
 	*consumed = c.pos;
 	return 0;
 }

@@ -435,8 +435,22 @@ static void test_helo_name(void)
 	CHECK(!address_is_helo_name("\xc3\xa9.example", 10, &used));
 }
 
+/* Found by fuzzing: UTF-8 in a source route, which is thrown away, must
+ * not mark an ASCII mailbox as UTF-8. */
+static void test_utf8_in_source_route_does_not_mark_address(void)
+{
+	struct address a;
+	size_t used;
+	const char *why;
+	const char *p = "<@r\xc3\xa9.example:user@d.example>";
+	CHECK(address_parse_path(p, strlen(p), ADDR_ALLOW_UTF8, &a, &used, &why) == 0);
+	CHECK_STR(a.local, "user");
+	CHECK(a.utf8 == 0);
+}
+
 int main(void)
 {
+	RUN(test_utf8_in_source_route_does_not_mark_address);
 	RUN(test_plain_path);
 	RUN(test_null_path_only_when_allowed);
 	RUN(test_source_route_ignored);
