@@ -60,6 +60,16 @@ static const char *const migrations[] = {
 	"  value INTEGER NOT NULL"
 	") WITHOUT ROWID;"
 	"INSERT INTO meta (name, value) VALUES ('accounts_version', 0);",
+	/* 2: API keys (store/apikeys.c): a user's keys go with the user */
+	"CREATE TABLE api_keys ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  user TEXT REFERENCES users(address) ON DELETE CASCADE,"
+	"  hash TEXT NOT NULL UNIQUE,"
+	"  prefix TEXT NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  revoked INTEGER"
+	");"
+	"CREATE INDEX api_keys_user ON api_keys(user);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

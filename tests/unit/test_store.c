@@ -119,7 +119,7 @@ static void test_open_creates_schema_in_wal_mode(void)
 	struct store *st = fresh();
 	CHECK(st != NULL);
 	CHECK(version(st) == 0);
-	CHECK(raw_int("SELECT version FROM schema_version") == 1);
+	CHECK(raw_int("SELECT version FROM schema_version") == 2);
 	CHECK(raw_int("SELECT count(*) FROM schema_version") == 1);
 	char mode[16];
 	CHECK_STR(raw_text("PRAGMA journal_mode", mode, sizeof mode), "wal");
@@ -146,7 +146,7 @@ static void test_reopen_keeps_data_and_schema(void)
 		CHECK(c.calls == 1);
 		store_close(&st);
 	}
-	CHECK(raw_int("SELECT version FROM schema_version") == 1);
+	CHECK(raw_int("SELECT version FROM schema_version") == 2);
 	CHECK(raw_int("SELECT count(*) FROM schema_version") == 1);
 }
 
