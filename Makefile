@@ -30,7 +30,7 @@ PYTEST := /usr/bin/python3 -m pytest
 # Keep the unit tests' objects: they are not throw-away intermediates.
 .SECONDARY:
 
-.PHONY: all deps run test test-unit test-integration test-asan check format lint clean fuzz
+.PHONY: all deps run test test-unit test-integration test-asan check format lint clean fuzz bench
 
 all: $(BUILD)/ternd $(BUILD)/ternctl
 
@@ -72,6 +72,11 @@ test-integration: all
 test: deps
 	$(MAKE) test-unit test-integration
 	$(MAKE) SAN=1 test-unit test-integration
+
+# tern and a private Postfix side by side (smtp-source, smtp-sink, dnsmasq);
+# writes docs/performance.md.  BENCH_QUICK=1 for a short smoke run.
+bench: deps all
+	TERN_BUILD=$(abspath $(BUILD)) bench/run.sh
 
 # libFuzzer targets for every parser of network and file input (clang);
 # FUZZ_SECONDS per target, crashes and sanitizer reports fail the run.
