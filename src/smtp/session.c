@@ -117,6 +117,8 @@ void session_free(struct session *s)
 	envelope_free(&s->env);
 	if (s->auth_delay)
 		event_free(s->auth_delay);
+	if (s->close_timer)
+		event_free(s->close_timer);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	free(s->helo);
@@ -362,11 +364,43 @@ static void on_read(struct bufferevent *bev, void *arg)
 	process_input(arg);
 }
 
+/* tls_bytes_pending - after STARTTLS the session's bufferevent is a filter:
+ * its write callback means the reply reached the TLS layer, not the
+ * socket; the encrypted bytes may still wait in the socket bufferevent. */
+static int tls_bytes_pending(struct session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	return under && evbuffer_get_length(bufferevent_get_output(under)) > 0;
+}
+
+static void close_when_flushed(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	if (tls_bytes_pending(s) && ++s->close_checks < 500) {
+		struct timeval tv = { 0, 10 * 1000 };
+		evtimer_add(s->close_timer, &tv);
+		return;
+	}
+	smtp_server_session_closed(s->server, s);
+}
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 	if (s->state == SS_CLOSING) {
-		smtp_server_session_closed(s->server, s);
+		if (!tls_bytes_pending(s)) {
+			smtp_server_session_closed(s->server, s);
+			return;
+		}
+		/* Poll the socket's buffer briefly (at most 5 s); the client
+		 * is owed its last reply. */
+		if (!s->close_timer)
+			s->close_timer = evtimer_new(s->ctx->base, close_when_flushed, s);
+		if (!s->close_timer) {
+			smtp_server_session_closed(s->server, s);
+			return;
+		}
+		close_when_flushed(-1, 0, s);
 		return;
 	}
 	/* Output drained below the pause threshold: read again. */

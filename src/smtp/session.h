@@ -62,6 +62,8 @@ struct session {
 	unsigned auth_failures; /* on this connection */
 	char *auth_login_user; /* LOGIN: the user name until the password comes */
 	struct event *auth_delay; /* the slowed reply to a failed AUTH */
+	struct event *close_timer; /* waits for the last TLS bytes to leave */
+	unsigned close_checks;
 	int dead; /* the peer went away while a commit was in flight */
 
 	/* The current transaction. */

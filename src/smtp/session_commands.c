@@ -314,6 +314,11 @@ static void cmd_data(struct session *s, const char *args, size_t len)
 {
 	if (!no_args(s, len))
 		return;
+	if (s->body) {
+		/* RFC 3030 2: DATA within a BDAT transaction is refused. */
+		session_error(s, SMTP_REPLY(503, "5.5.1", "DATA not allowed after BDAT"));
+		return;
+	}
 	if (start_body(s) < 0) {
 		session_reply(s, SMTP_REPLY(451, "4.3.0", "Out of memory"));
 		return;
