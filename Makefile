@@ -30,7 +30,7 @@ PYTEST := /usr/bin/python3 -m pytest
 # Keep the unit tests' objects: they are not throw-away intermediates.
 .SECONDARY:
 
-.PHONY: all deps run test test-unit test-integration test-asan check format lint clean fuzz bench
+.PHONY: all deps run test test-unit test-integration test-asan check format lint clean fuzz bench security
 
 all: $(BUILD)/ternd $(BUILD)/ternctl
 
@@ -77,6 +77,12 @@ test: deps
 # writes docs/performance.md.  BENCH_QUICK=1 for a short smoke run.
 bench: deps all
 	TERN_BUILD=$(abspath $(BUILD)) bench/run.sh
+
+# Outside scanners against a fresh ternd: testssl.sh on submission and
+# smtps (no HIGH/CRITICAL finding), nmap's smtp scripts (no open relay, no
+# user enumeration).
+security: deps all
+	TERN_BUILD=$(abspath $(BUILD)) scripts/security.sh
 
 # libFuzzer targets for every parser of network and file input (clang);
 # FUZZ_SECONDS per target, crashes and sanitizer reports fail the run.

@@ -139,12 +139,3 @@ unsigned throttle_failure(struct throttle *t, const struct sockaddr *addr, time_
 		e->locked_until = now + t->lockout;
 	return e->failures;
 }
-
-void throttle_success(struct throttle *t, const struct sockaddr *addr)
-{
-	uint8_t key[16];
-	key_of(addr, key);
-	struct entry *e = find(t, key);
-	if (e->used && e->locked_until == 0)
-		remove_at(t, e);
-}

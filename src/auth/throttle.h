@@ -2,7 +2,9 @@
  *
  * A client address that fails MAX times within WINDOW seconds is locked
  * out for LOCKOUT seconds across all its connections (brute force over
- * many connections).  The table is bounded: when full, the entry that was
+ * many connections).  A success does not wipe the count: one valid
+ * account must not let its holder interleave guesses at others.  The table
+ * is bounded: when full, the entry that was
  * updated least recently is forgotten.  Loop thread only. */
 #ifndef TERN_AUTH_THROTTLE_H
 #define TERN_AUTH_THROTTLE_H
@@ -21,7 +23,5 @@ void throttle_free(struct throttle **t);
 unsigned throttle_locked(struct throttle *t, const struct sockaddr *addr, time_t now);
 /* throttle_failure - count a failure; returns the failures in the window. */
 unsigned throttle_failure(struct throttle *t, const struct sockaddr *addr, time_t now);
-/* throttle_success - forget ADDR's failures. */
-void throttle_success(struct throttle *t, const struct sockaddr *addr);
 
 #endif

@@ -91,7 +91,6 @@ static void auth_done(void *arg)
 	if (j->ok) {
 		log_info("session %lu: authenticated as %s from %s", s->serial, j->user, s->peer_text);
 		s->auth_user = strdup(j->user);
-		throttle_success(smtp_server_throttle(s->server), (struct sockaddr *)&s->peer);
 	} else {
 		s->auth_failures++;
 		throttle_failure(smtp_server_throttle(s->server), (struct sockaddr *)&s->peer,
