@@ -1,4 +1,5 @@
-/* ternctl.c - the admin command: hosted domains, users and aliases.
+/* ternctl.c - the admin command: hosted domains, users and aliases, and
+ * the running daemon's queue.
  *
  *   ternctl [-c FILE] COMMAND
  *
@@ -6,8 +7,10 @@
  * success, 1 on failure with "ternctl: reason" on stderr, 2 on bad usage.
  * ternctl writes the store itself, then asks a running ternd to reload
  * its accounts over DATA_DIR/control.sock, so a change is in force when
- * the command returns.  Run as root it first becomes the daemon's user, so
- * every file it creates in data_dir belongs to that user. */
+ * the command returns.  The queue lives in the daemon: "queue ..." is sent
+ * over the same socket and its answer printed (docs/relay.md).  Run as root
+ * it first becomes the daemon's user, so every file it creates in data_dir
+ * belongs to that user. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -41,7 +44,11 @@ static const char usage_text[] =
 	"  user list\n"
 	"  alias add ADDRESS TARGET[,TARGET...]\n"
 	"  alias del ADDRESS\n"
-	"  alias list\n";
+	"  alias list\n"
+	"  queue list\n"
+	"  queue show ID\n"
+	"  queue flush [ID]\n"
+	"  queue delete ID | queue hold ID | queue release ID\n";
 
 /* One run of the command: what was asked and what it works on. */
 struct ctl {
@@ -171,7 +178,7 @@ static const struct command commands[] = {
 };
 
 /* Commands of DESIGN.md that this build does not have yet. */
-static const char *const later[] = { "apikey", "queue", "stats" };
+static const char *const later[] = { "apikey", "stats" };
 
 /* parse_count - a decimal quota; 0 or -1. */
 static int parse_count(const char *s, uint64_t *out)
@@ -379,6 +386,62 @@ static int notify_reload(const struct config *cfg)
 	return EXIT_FAIL;
 }
 
+/* queue_command - "queue VERB [ID]" asked of the running ternd; its
+ * answer on stdout.  ARGV holds the words after "queue". */
+static int queue_command(const char *config_path, char **argv, int argc)
+{
+	static const struct {
+		const char *verb;
+		int min, max; /* how many IDs */
+	} verbs[] = { { "list", 0, 0 },	  { "show", 1, 1 }, { "flush", 0, 1 },
+		      { "delete", 1, 1 }, { "hold", 1, 1 }, { "release", 1, 1 } };
+	int known = -1;
+	for (size_t i = 0; argc >= 1 && i < sizeof verbs / sizeof verbs[0]; i++)
+		if (!strcmp(argv[0], verbs[i].verb))
+			known = (int)i;
+	if (known < 0)
+		return usage(argc ? "unknown queue command" : "queue needs a command");
+	if (argc - 1 < verbs[known].min || argc - 1 > verbs[known].max)
+		return usage(argc - 1 < verbs[known].min ? "missing message ID" :
+							   "too many arguments");
+	/* An id is [0-9A-Za-z]: nothing else can reach the one-line protocol. */
+	if (argc == 2 && (!argv[1][0] || strspn(argv[1], "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+							"abcdefghijklmnopqrstuvwxyz") !=
+						 strlen(argv[1]) || strlen(argv[1]) > 31))
+		return usage("a message ID is letters and digits");
+	struct config cfg;
+	char err[512], line[64];
+	uid_t uid;
+	gid_t gid;
+	if (config_path ? config_load(&cfg, config_path, err, sizeof err) < 0 :
+			  config_defaults(&cfg) < 0) {
+		fprintf(stderr, "ternctl: %s\n", config_path ? err : "out of memory");
+		return EXIT_FAIL;
+	}
+	int code = EXIT_FAIL;
+	snprintf(line, sizeof line, "queue %s%s%s", argv[0], argc == 2 ? " " : "",
+		 argc == 2 ? argv[1] : "");
+	if (privdrop_lookup(cfg.user, &uid, &gid, err, sizeof err) < 0 ||
+	    privdrop_become(uid, gid, err, sizeof err) < 0) {
+		fprintf(stderr, "ternctl: %s\n", err);
+	} else {
+		switch (daemon_call(&cfg, line, stdout, err, sizeof err)) {
+		case DAEMON_OK:
+			code = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+			break;
+		case DAEMON_ABSENT:
+			fprintf(stderr, "ternctl: ternd is not running (the queue lives in it)\n");
+			break;
+		case DAEMON_ERROR:
+		case DAEMON_FAILED:
+			fprintf(stderr, "ternctl: %s\n", err);
+			break;
+		}
+	}
+	config_free(&cfg);
+	return code;
+}
+
 /* open_store - configuration, privileges, then the database.  Returns 0,
  * or -1 with C->err set. */
 static int open_store(struct ctl *c, const char *config_path)
@@ -430,6 +493,8 @@ int main(int argc, char **argv)
 		}
 		}
 	}
+	if (optind < argc && !strcmp(argv[optind], "queue"))
+		return queue_command(config_path, argv + optind + 1, argc - optind - 1);
 	const struct command *cmd = find_command(&c, argv + optind, argc - optind, &code);
 	if (!cmd)
 		return code;

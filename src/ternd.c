@@ -25,6 +25,7 @@
 #include "core/privdrop.h"
 #include "core/workers.h"
 #include "queue/queue.h"
+#include "queue/relay.h"
 #include "smtp/server.h"
 #include "spool/spool.h"
 #include "store/directory.h"
@@ -37,6 +38,8 @@ struct daemon {
 	struct workers *pool;
 	struct spool *spool;
 	struct queue *queue;
+	struct relay *relay;
+	SSL_CTX *client_tls; /* outgoing STARTTLS */
 	struct smtp_context smtp_ctx;
 	struct smtp_server *smtp;
 	struct control *control;
@@ -139,6 +142,40 @@ static void control_reload(void *ctx, struct control_request *req, const char *a
 	reload_directory(ctx, req);
 }
 
+/* retry_policy_of - the relay's schedule as the configuration says. */
+static struct retry_policy retry_policy_of(const struct config *cfg)
+{
+	return (struct retry_policy){ .intervals = cfg->retry_intervals,
+				      .nintervals = cfg->nretry_intervals,
+				      .queue_lifetime = cfg->queue_lifetime,
+				      .delay_warning = cfg->delay_warning };
+}
+
+/* start_relay - outgoing delivery: MX routing with the configured DNS
+ * servers, opportunistic TLS, the smarthost when there is one.  Routing
+ * and source settings take effect at the next start. */
+static int start_relay(struct daemon *d, char *err, size_t errlen)
+{
+	const struct config *cfg = &d->settings->cfg;
+	if (!(d->client_tls = smtp_client_tls_ctx_new(err, errlen)))
+		return -1;
+	struct relay_config rc = {
+		.base = d->base,
+		.dns = { .servers = (const char *const *)cfg->dns_servers,
+			 .nservers = cfg->ndns_servers },
+		.ssl_ctx = d->client_tls,
+		.hostname = cfg->hostname,
+		.remote_port = cfg->remote_port,
+		.source_ip = cfg->source_ip,
+		.relay_host = cfg->relay_host,
+		.relay_auth_user = cfg->relay_auth_user,
+		.relay_auth_password = cfg->relay_auth_password,
+		.policy = retry_policy_of(cfg),
+	};
+	d->relay = relay_new(&rc, err, errlen);
+	return d->relay ? 0 : -1;
+}
+
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -164,6 +201,9 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 		log_error("TLS reload failed, keeping the old certificate: %s", err);
 	}
 	smtp_server_set_settings(d->smtp, s);
+	struct retry_policy policy = retry_policy_of(&s->cfg);
+	queue_set_policy(d->queue, &policy);
+	relay_set_policy(d->relay, &policy);
 	settings_unref(&d->settings);
 	d->settings = s;
 	log_info("configuration reloaded from %s", d->config_path ? d->config_path : "defaults");
@@ -234,10 +274,11 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	snprintf(path, sizeof path, "%s/spool", cfg->data_dir);
 	if (!(d->spool = spool_open(path, d->pool, err, errlen)))
 		return -1;
-	if (open_accounts(d, err, errlen) < 0)
+	if (open_accounts(d, err, errlen) < 0 || start_relay(d, err, errlen) < 0)
 		return -1;
+	struct retry_policy policy = retry_policy_of(cfg);
 	struct queue_config qc = { .data_dir = cfg->data_dir, .hostname = cfg->hostname,
-				   .base = d->base };
+				   .base = d->base, .relay = d->relay, .policy = &policy };
 	if (!(d->queue = queue_new(&qc, d->spool, d->pool))) {
 		snprintf(err, errlen, "queue: out of memory");
 		return -1;
@@ -258,6 +299,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	if (!(d->control = control_new(d->base, path, err, errlen)))
 		return -1;
 	control_register(d->control, "reload", control_reload, d);
+	control_register(d->control, "queue", queue_control, d->queue);
 	if (smtp_server_start(d->smtp) < 0) {
 		snprintf(err, errlen, "cannot accept connections");
 		return -1;
@@ -273,12 +315,14 @@ static void stop(struct daemon *d)
 	 * no completion finds its session or queue entry gone. */
 	workers_free(&d->pool);
 	smtp_server_free(&d->smtp);
+	relay_free(&d->relay); /* before the queue: its requests point into it */
 	queue_free(&d->queue);
 	spool_close(&d->spool);
 	control_free(&d->control);
 	directory_unref(&d->dir);
 	settings_unref(&d->settings);
 	SSL_CTX_free(d->smtp_ctx.tls);
+	SSL_CTX_free(d->client_tls);
 	event_free(d->sig_term);
 	event_free(d->sig_int);
 	event_free(d->sig_hup);

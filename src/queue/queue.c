@@ -1,10 +1,11 @@
-/* queue.c - after the 250: resolve recipients, deliver local ones into
- * their Maildirs, keep the spool file in step (see queue.h).
+/* queue.c - after the 250: the messages, their schedule, recipient
+ * resolution and local delivery into Maildirs (see queue.h; the remote
+ * half of a pass is relay_pass.c, the steps are in queue_private.h).
  *
  * RFC 5321 6.1: a message the server accepted must be delivered or
  * bounced, never silently lost; so every state change is written to the
- * spool (or the file removed) by the same job that made it, and a failure
- * to write keeps the message in memory to try again.  Delivery prepends
+ * spool (or the file removed) by the pass that made it, and a failure to
+ * write keeps the message in memory to try again.  Delivery prepends
  * Return-Path (RFC 5321 4.4) and Delivered-To (the final mailbox, as
  * Postfix and Dovecot write it).  Alias expansion keeps the original
  * recipient as ORCPT (RFC 3461 4.2, xtext). */
@@ -22,58 +23,19 @@
 #include "core/log.h"
 #include "core/workers.h"
 #include "deliver/maildir.h"
+#include "queue/queue_private.h"
 #include "spool/spool.h"
 #include "store/directory.h"
 
-#define RETRY_FIRST	30   /* default seconds before the first retry */
+#define RETRY_FIRST	30   /* default seconds before the first local retry */
 #define RETRY_MAX	600  /* default: backoff doubles up to this */
 #define TARGETS_MAX	256  /* destinations of one recipient */
 #define QUEUE_RCPTS_MAX 4096 /* recipients of one message after expansion */
 #define PREFIX_MAX	1024 /* Return-Path + Delivered-To */
+#define DEFAULT_LIFETIME (5 * 86400u)
+#define DEFAULT_DELAY_WARNING (4 * 3600u)
 
-/* One local delivery of a pass: recipient RCPT into TARGET's Maildir. */
-struct delivery {
-	size_t rcpt;
-	char target[320];
-	int err; /* set by the worker: 0 delivered, else errno */
-};
-
-enum msg_where { M_READY, M_RUNNING, M_TIMER, M_PARKED };
-
-/* A message the queue holds; owned by the queue (linked in q->msgs). */
-struct qmsg {
-	struct queue *q;
-	struct envelope env;	  /* the loop changes it only while no job runs */
-	struct qmsg *prev, *next; /* q->msgs */
-	struct qmsg *ready_next;  /* q->ready FIFO */
-	enum msg_where where;
-	struct event *timer;
-	unsigned passes;
-	/* The current pass. */
-	struct delivery *dl;
-	size_t ndl;
-	int dirty;     /* envelope changed: the job must write or remove it */
-	int store_err; /* the job could not write the spool (errno) */
-	int gone;      /* the spool file vanished (deleted by an admin) */
-	int removed;   /* every recipient final, spool file removed */
-};
-
-struct queue {
-	char *data_dir, *hostname;
-	struct spool *sp;
-	struct workers *pool;
-	struct event_base *base;
-	struct directory *dir;
-	struct qmsg *msgs;
-	struct qmsg *ready_head, *ready_tail;
-	unsigned running, nready, ntimers;
-	size_t nparked;
-	int closing;
-	struct dir_target *targets; /* TARGETS_MAX, reused by every resolution */
-	time_t retry_first, retry_max;
-};
-
-/* backoff - seconds to wait after the ATTEMPTS-th failure. */
+/* backoff - seconds to wait after the ATTEMPTS-th failed local delivery. */
 static time_t backoff(const struct queue *q, unsigned attempts)
 {
 	time_t d = q->retry_first;
@@ -82,97 +44,176 @@ static time_t backoff(const struct queue *q, unsigned attempts)
 	return d < q->retry_max ? d : q->retry_max;
 }
 
-/* safe - ADDR for a log line (network bytes never reach the log raw). */
-static const char *safe(char *buf, size_t len, const char *addr)
+const char *queue_safe(char *buf, size_t len, const char *s)
 {
-	return log_sanitize(buf, len, addr ? addr : "", addr ? strlen(addr) : 0);
+	return log_sanitize(buf, len, s ? s : "", s ? strlen(s) : 0);
 }
 
-/* ---- messages ---- */
+int queue_sender_is_local(const struct queue *q, const char *sender)
+{
+	return q->dir && sender && *sender && directory_user(q->dir, sender) != NULL;
+}
 
-static void msg_free(struct qmsg *m)
+int qmsg_all_final(const struct envelope *env)
+{
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].state == RCPT_QUEUED)
+			return 0;
+	return 1;
+}
+
+/* ---- messages and their schedule ---- */
+
+void qmsg_set_where(struct qmsg *m, enum msg_where w)
+{
+	m->q->count[m->where]--;
+	m->q->count[w]++;
+	m->where = w;
+}
+
+void qmsg_free(struct qmsg *m)
 {
 	struct queue *q = m->q;
+	qmsg_unschedule(m);
+	q->count[m->where]--;
 	if (m->prev)
 		m->prev->next = m->next;
 	else
 		q->msgs = m->next;
 	if (m->next)
 		m->next->prev = m->prev;
-	if (m->where == M_PARKED)
-		q->nparked--;
-	if (m->where == M_TIMER)
-		q->ntimers--;
 	if (m->timer)
 		event_free(m->timer);
+	admin_abandon(m);
+	pass_release(m);
 	envelope_free(&m->env);
-	free(m->dl);
 	free(m);
 }
 
-static void pump(struct queue *q);
-
-/* ready_push - M waits for a job slot. */
+/* ready_push - M waits for a pass slot. */
 static void ready_push(struct qmsg *m)
 {
 	struct queue *q = m->q;
-	m->where = M_READY;
+	qmsg_set_where(m, M_READY);
 	m->ready_next = NULL;
 	if (q->ready_tail)
 		q->ready_tail->ready_next = m;
 	else
 		q->ready_head = m;
 	q->ready_tail = m;
-	q->nready++;
+}
+
+void qmsg_unschedule(struct qmsg *m)
+{
+	struct queue *q = m->q;
+	if (m->where == M_READY) {
+		struct qmsg *prev = NULL;
+		for (struct qmsg *x = q->ready_head; x; prev = x, x = x->ready_next) {
+			if (x != m)
+				continue;
+			if (prev)
+				prev->ready_next = m->ready_next;
+			else
+				q->ready_head = m->ready_next;
+			if (q->ready_tail == m)
+				q->ready_tail = prev;
+			break;
+		}
+	} else if (m->where == M_TIMER) {
+		evtimer_del(m->timer);
+	} else if (m->where == M_RUNNING) {
+		return; /* the pass decides what comes next */
+	}
+	qmsg_set_where(m, M_PARKED);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct qmsg *m = arg;
-	m->q->ntimers--;
-	ready_push(m);
-	pump(m->q);
+	qmsg_set_where(m, M_PARKED);
+	qmsg_schedule(m, 0);
 }
 
-/* schedule - run M's next pass after DELAY seconds (0: as soon as a job
+/* qmsg_schedule - run M's next pass after DELAY seconds (0: as soon as a
  * slot is free).  Without a loop for timers, a delayed pass waits for the
  * next start: the message stays in the spool. */
-static void schedule(struct qmsg *m, time_t delay)
+void qmsg_schedule(struct qmsg *m, time_t delay)
 {
 	struct queue *q = m->q;
+	qmsg_unschedule(m);
+	if (m->env.held) {
+		qmsg_set_where(m, M_HELD);
+		return;
+	}
 	if (delay <= 0) {
 		ready_push(m);
-		pump(q);
+		queue_pump(q);
 		return;
 	}
 	if (!q->base || (!m->timer && !(m->timer = evtimer_new(q->base, on_timer, m)))) {
 		log_warn("%s: no retry timer; the delivery is retried at the next start",
 			 m->env.id);
-		m->where = M_PARKED;
-		q->nparked++;
-		return;
+		return; /* parked */
 	}
 	struct timeval tv = {delay, 0};
 	evtimer_add(m->timer, &tv);
-	m->where = M_TIMER;
-	q->ntimers++;
+	qmsg_set_where(m, M_TIMER);
 }
 
-/* first_due - seconds until the earliest queued recipient is due. */
-static time_t first_due(const struct queue *q, const struct envelope *env)
+void qmsg_job_begin(struct qmsg *m)
 {
-	time_t now = time(NULL), due = 0;
-	int any = 0;
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		const struct envelope_rcpt *r = &env->rcpts[i];
-		if (r->state != RCPT_QUEUED)
+	m->jobs++;
+	m->q->jobs++;
+}
+
+static void queue_destroy(struct queue *q);
+
+int qmsg_job_end(struct qmsg *m)
+{
+	struct queue *q = m->q;
+	m->jobs--;
+	q->jobs--;
+	if (!q->closing)
+		return 0;
+	if (!m->jobs)
+		qmsg_free(m);
+	if (!q->jobs)
+		queue_destroy(q);
+	return 1;
+}
+
+int qmsg_submit(struct qmsg *m, void (*work)(void *), void (*done)(void *))
+{
+	qmsg_job_begin(m);
+	if (workers_submit(m->q->pool, work, done, m) == 0)
+		return 0;
+	m->jobs--;
+	m->q->jobs--;
+	return -1;
+}
+
+/* next_due - seconds until M needs its next pass: the earliest queued
+ * recipient, or the delay warning; -1 when nothing is queued.  Without a
+ * relay, remote recipients (due, never acted on) do not count: the message
+ * is parked until a restart. */
+static time_t next_due(const struct qmsg *m)
+{
+	const struct queue *q = m->q;
+	time_t now = time(NULL), due = -1;
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		const struct envelope_rcpt *r = &m->env.rcpts[i];
+		if (r->state != RCPT_QUEUED || (!q->relay && m->passes && r->next_attempt <= now))
 			continue;
 		time_t d = r->next_attempt > now ? r->next_attempt - now : 0;
-		if (!any || d < due)
+		if (due < 0 || d < due)
 			due = d;
-		any = 1;
 	}
-	return due > q->retry_max ? q->retry_max : due;
+	if (due > 0 && !m->env.delay_warned && q->relay) {
+		time_t warn = retry_delay_warning_at(&q->policy, m->env.received);
+		if (warn && warn - now < due)
+			due = warn > now ? warn - now : 0;
+	}
+	return due;
 }
 
 /* msg_take - a new queue entry owning ENV's contents (ENV is emptied). */
@@ -183,6 +224,9 @@ static struct qmsg *msg_take(struct queue *q, struct envelope *env)
 		return NULL;
 	m->q = q;
 	m->env = *env;
+	m->fd = -1;
+	m->where = M_PARKED;
+	q->count[M_PARKED]++;
 	envelope_init(env);
 	m->next = q->msgs;
 	if (q->msgs)
@@ -193,18 +237,35 @@ static struct qmsg *msg_take(struct queue *q, struct envelope *env)
 
 /* ---- resolution (loop) ---- */
 
-/* bounce - recipient I is final with a 5xx.  The DSN to the sender comes
- * with the relay stage; until then the log line is the record. */
+/* grow_rp - M's pass record covers every recipient (expansion adds some).
+ * 0, or -1 when out of memory. */
+static int grow_rp(struct qmsg *m)
+{
+	if (m->nrp >= m->env.nrcpts && m->rp)
+		return 0;
+	size_t n = m->env.nrcpts ? m->env.nrcpts : 1;
+	struct rcpt_pass *rp = realloc(m->rp, n * sizeof *rp);
+	if (!rp)
+		return -1;
+	memset(rp + m->nrp, 0, (n - m->nrp) * sizeof *rp);
+	m->rp = rp;
+	m->nrp = n;
+	return 0;
+}
+
+/* bounce - recipient I is final with a 5xx decided here. */
 static void bounce(struct qmsg *m, size_t i, const char *reply)
 {
 	struct envelope_rcpt *r = &m->env.rcpts[i];
 	char a[128];
 	r->state = RCPT_BOUNCED;
 	r->attempts++;
+	r->last_attempt = m->now;
 	envelope_set_reply(r, reply);
+	envelope_set_mta(r, NULL);
+	m->rp[i].mark = PM_BOUNCED; /* in this pass's report */
 	m->dirty = 1;
-	log_warn("%s: to=<%s> bounced: %s (no bounce message is sent yet)", m->env.id,
-		 safe(a, sizeof a, r->address), reply);
+	log_warn("%s: to=<%s> bounced: %s", m->env.id, queue_safe(a, sizeof a, r->address), reply);
 }
 
 static int add_delivery(struct qmsg *m, size_t i, const char *target)
@@ -270,7 +331,8 @@ static void expand(struct qmsg *m, size_t i, const struct dir_target *t, size_t 
 		if (has_rcpt(&m->env, t[k].address))
 			continue;
 		/* May move the array: R is looked up again below. */
-		if (envelope_add_rcpt(&m->env, t[k].address, o, m->env.rcpts[i].notify) < 0) {
+		if (envelope_add_rcpt(&m->env, t[k].address, o, m->env.rcpts[i].notify) < 0 ||
+		    grow_rp(m) < 0) {
 			log_error("%s: out of memory expanding an alias", m->env.id);
 			return; /* I stays queued: the next pass expands again */
 		}
@@ -282,19 +344,12 @@ static void expand(struct qmsg *m, size_t i, const struct dir_target *t, size_t 
 	envelope_set_reply(ri, reply);
 	m->dirty = 1;
 	log_info("%s: to=<%s> expanded to %zu address(es)", m->env.id,
-		 safe(a, sizeof a, ri->address), n);
+		 queue_safe(a, sizeof a, ri->address), n);
 }
 
-static void waiting_for_relay(struct qmsg *m, size_t i)
-{
-	char a[128];
-	if (m->passes == 0)
-		log_info("%s: to=<%s> waiting for relay", m->env.id,
-			 safe(a, sizeof a, m->env.rcpts[i].address));
-}
-
-/* resolve - decide what this pass does for queued recipient I. */
-static void resolve(struct qmsg *m, size_t i)
+/* resolve - decide what this pass does for queued recipient I: a local
+ * delivery, a bounce, an expansion, or (returns 1) the relay. */
+static int resolve(struct qmsg *m, size_t i)
 {
 	struct queue *q = m->q;
 	size_t n = 0;
@@ -302,18 +357,17 @@ static void resolve(struct qmsg *m, size_t i)
 	char reply[512], a[128];
 	switch (directory_resolve(q->dir, addr, q->targets, TARGETS_MAX, &n)) {
 	case DIR_NOT_LOCAL:
-		waiting_for_relay(m, i);
-		return;
+		return 1;
 	case DIR_UNKNOWN:
 		snprintf(reply, sizeof reply, "550 5.1.1 <%s>: no such user here",
-			 safe(a, sizeof a, addr));
+			 queue_safe(a, sizeof a, addr));
 		bounce(m, i, reply);
-		return;
+		return 0;
 	case DIR_LOOP:
 		snprintf(reply, sizeof reply, "550 5.4.6 <%s>: alias loop or too deep",
-			 safe(a, sizeof a, addr));
+			 queue_safe(a, sizeof a, addr));
 		bounce(m, i, reply);
-		return;
+		return 0;
 	case DIR_OK:
 		break;
 	}
@@ -323,23 +377,16 @@ static void resolve(struct qmsg *m, size_t i)
 		if (add_delivery(m, i, q->targets[0].address) < 0)
 			log_error("%s: out of memory", m->env.id); /* next pass */
 	} else if (n == 1 && !strcasecmp(q->targets[0].address, addr)) {
-		waiting_for_relay(m, i);
+		return 1;
 	} else {
 		if (n == TARGETS_MAX)
 			log_warn("%s: alias of %zu or more targets cut", m->env.id, n);
 		expand(m, i, q->targets, n);
 	}
+	return 0;
 }
 
-static int all_final(const struct envelope *env)
-{
-	for (size_t i = 0; i < env->nrcpts; i++)
-		if (env->rcpts[i].state == RCPT_QUEUED)
-			return 0;
-	return 1;
-}
-
-/* ---- the delivery job (worker thread) ---- */
+/* ---- the local step (worker thread) ---- */
 
 /* header_value - S with control bytes replaced, so a header we write is
  * one line whatever the envelope holds. */
@@ -352,8 +399,7 @@ static void header_value(char *out, size_t outlen, const char *s)
 }
 
 /* deliver_one - D's Maildir gets the prefix and the body; 0 or an errno. */
-static int deliver_one(const struct queue *q, const struct qmsg *m, const struct delivery *d,
-		       int fd, long off, size_t size)
+static int deliver_one(const struct queue *q, const struct qmsg *m, const struct delivery *d)
 {
 	char prefix[PREFIX_MAX], sender[400], target[400], local[320];
 	header_value(sender, sizeof sender, m->env.sender);
@@ -367,104 +413,64 @@ static int deliver_one(const struct queue *q, const struct qmsg *m, const struct
 		return EINVAL;
 	snprintf(local, sizeof local, "%.*s", (int)(at - d->target), d->target);
 	errno = 0;
-	if (maildir_deliver(q->data_dir, local, at + 1, q->hostname, prefix, (size_t)n, fd, off,
-			    size) < 0)
+	if (maildir_deliver(q->data_dir, local, at + 1, q->hostname, prefix, (size_t)n, m->fd,
+			    m->off, m->size) < 0)
 		return errno ? errno : EIO;
 	return 0;
 }
 
-/* record_results - the pass's outcome into the envelope (still on the
- * worker: the loop leaves the message alone while its job runs). */
-static void record_results(struct qmsg *m)
-{
-	time_t now = time(NULL);
-	for (size_t k = 0; k < m->ndl; k++) {
-		struct envelope_rcpt *r = &m->env.rcpts[m->dl[k].rcpt];
-		int err = m->dl[k].err;
-		r->attempts++;
-		if (!err) {
-			r->state = RCPT_DELIVERED;
-			r->next_attempt = 0;
-			envelope_set_reply(r, "250 2.0.0 Delivered to maildir");
-		} else {
-			char reply[256], buf[128];
-			snprintf(reply, sizeof reply, "451 4.3.0 Maildir delivery failed: %s",
-				 strerror_r(err, buf, sizeof buf));
-			r->next_attempt = now + backoff(m->q, r->attempts);
-			envelope_set_reply(r, reply);
-		}
-		m->dirty = 1;
-	}
-}
-
-/* deliver_work - deliver, then make the new state durable: remove the
- * spool file when every recipient is final, else rewrite its envelope. */
-static void deliver_work(void *arg)
+/* local_work - open the body once for the whole pass (local deliveries,
+ * the relay, the reports), then deliver the local recipients. */
+static void local_work(void *arg)
 {
 	struct qmsg *m = arg;
-	const struct queue *q = m->q;
-	long off = 0;
-	size_t size = 0;
-	int fd = -1, open_err = 0;
-	if (m->ndl && (fd = spool_open_body(q->sp, m->env.id, &off, &size)) < 0) {
-		open_err = errno;
+	int open_err = 0;
+	if ((m->ndl || m->nparts) && m->fd < 0 &&
+	    (m->fd = spool_open_body(m->q->sp, m->env.id, &m->off, &m->size)) < 0) {
+		open_err = errno ? errno : EIO;
 		if (open_err == ENOENT) {
 			m->gone = 1;
 			return;
 		}
 	}
 	for (size_t k = 0; k < m->ndl; k++)
-		m->dl[k].err = fd < 0 ? open_err : deliver_one(q, m, &m->dl[k], fd, off, size);
-	if (fd >= 0)
-		close(fd);
-	record_results(m);
-	if (!m->dirty)
-		return;
-	int rc = all_final(&m->env) ? spool_remove(q->sp, m->env.id)
-				    : spool_update_envelope(q->sp, &m->env);
-	if (rc < 0 && errno == ENOENT)
-		m->gone = 1;
-	else if (rc < 0)
-		m->store_err = errno;
-	else
-		m->removed = all_final(&m->env);
+		m->dl[k].err = m->fd < 0 ? open_err : deliver_one(m->q, m, &m->dl[k]);
 }
 
-/* ---- after the job (loop) ---- */
+/* ---- after the local step (loop) ---- */
 
-static void log_results(const struct qmsg *m)
+/* local_results - the local deliveries' outcome into the envelope. */
+static void local_results(struct qmsg *m)
 {
-	char a[128], t[128], buf[128];
+	char a[128], t[128], buf[128], reply[256];
 	for (size_t k = 0; k < m->ndl; k++) {
 		const struct delivery *d = &m->dl[k];
-		const char *addr = m->env.rcpts[d->rcpt].address;
-		safe(a, sizeof a, addr);
+		struct envelope_rcpt *r = &m->env.rcpts[d->rcpt];
+		queue_safe(a, sizeof a, r->address);
+		r->attempts++;
+		r->last_attempt = m->now;
+		envelope_set_mta(r, NULL);
+		m->dirty = 1;
 		if (d->err) {
-			log_warn("%s: to=<%s> deferred: %s", m->env.id, a,
+			snprintf(reply, sizeof reply, "451 4.3.0 Maildir delivery failed: %s",
 				 strerror_r(d->err, buf, sizeof buf));
-		} else if (strcasecmp(addr, d->target)) {
-			log_info("%s: to=<%s> delivered to maildir (mailbox %s)", m->env.id, a,
-				 safe(t, sizeof t, d->target));
-		} else {
-			log_info("%s: to=<%s> delivered to maildir", m->env.id, a);
-		}
-	}
-}
-
-/* retry_delay - seconds until the earliest recipient that failed in this
- * pass is due (recipients waiting for relay do not count). */
-static time_t retry_delay(const struct qmsg *m)
-{
-	time_t now = time(NULL), delay = 0;
-	for (size_t k = 0; k < m->ndl; k++) {
-		if (!m->dl[k].err)
+			r->next_attempt = m->now + backoff(m->q, r->attempts);
+			envelope_set_reply(r, reply);
+			m->rp[d->rcpt].mark = PM_DEFERRED;
+			log_warn("%s: to=<%s> deferred: %s", m->env.id, a, buf);
 			continue;
-		time_t next = m->env.rcpts[m->dl[k].rcpt].next_attempt;
-		time_t d = next > now ? next - now : 1;
-		if (!delay || d < delay)
-			delay = d;
+		}
+		r->state = RCPT_DELIVERED;
+		r->next_attempt = 0;
+		envelope_set_reply(r, "250 2.0.0 Delivered to maildir");
+		m->rp[d->rcpt].mark = PM_DELIVERED;
+		m->rp[d->rcpt].local_mbox = 1;
+		if (strcasecmp(r->address, d->target))
+			log_info("%s: to=<%s> delivered to maildir (mailbox %s)", m->env.id, a,
+				 queue_safe(t, sizeof t, d->target));
+		else
+			log_info("%s: to=<%s> delivered to maildir", m->env.id, a);
 	}
-	return delay;
 }
 
 static void queue_destroy(struct queue *q)
@@ -472,110 +478,158 @@ static void queue_destroy(struct queue *q)
 	if (q->dir)
 		directory_unref(&q->dir);
 	free(q->targets);
+	free(q->intervals);
 	free(q->data_dir);
 	free(q->hostname);
 	free(q);
 }
 
-/* end_pass - what M waits for now: a retry, the relay stage, or nothing. */
-static void end_pass(struct qmsg *m)
-{
-	time_t delay = retry_delay(m);
-	if (m->store_err) {
-		char buf[128];
-		log_error("%s: cannot update the spool: %s; retrying", m->env.id,
-			  strerror_r(m->store_err, buf, sizeof buf));
-		if (!delay || delay > m->q->retry_first)
-			delay = m->q->retry_first; /* m->dirty stays set: written next pass */
-	} else {
-		m->dirty = 0;
-	}
-	free(m->dl);
-	m->dl = NULL;
-	m->ndl = 0;
-	if (delay) {
-		schedule(m, delay);
-	} else if (!all_final(&m->env)) {
-		m->where = M_PARKED; /* recipients waiting for relay */
-		m->q->nparked++;
-	} else {
-		msg_free(m);
-	}
-}
-
-static void deliver_done(void *arg)
+static void local_done(void *arg)
 {
 	struct qmsg *m = arg;
 	struct queue *q = m->q;
-	q->running--;
-	m->passes++;
-	if (q->closing) {
-		msg_free(m);
-		if (!q->running)
-			queue_destroy(q);
+	if (qmsg_job_end(m))
 		return;
-	}
-	log_results(m);
+	q->busy--; /* the rest of the pass waits for the network, not the pool */
 	if (m->gone) {
-		log_warn("%s: no longer in the spool; dropped from the queue", m->env.id);
-		msg_free(m);
-	} else if (m->removed) {
-		log_info("%s: removed (every recipient done)", m->env.id);
-		msg_free(m);
+		qmsg_end_pass(m);
 	} else {
-		end_pass(m);
+		local_results(m);
+		pass_remote(m);
 	}
-	pump(q);
+	queue_pump(q);
 }
 
-/* start_pass - resolve M's queued recipients and start its job, or park it
- * when nothing is left to do here. */
+/* qmsg_end_pass - the pass's results are durable (or could not be
+ * written): wait for the next due recipient, or for nothing. */
+void qmsg_end_pass(struct qmsg *m)
+{
+	struct queue *q = m->q;
+	int store_err = m->store_err;
+	m->passes++;
+	pass_release(m);
+	qmsg_set_where(m, M_PARKED);
+	if (m->gone) {
+		log_warn("%s: no longer in the spool; dropped from the queue", m->env.id);
+		qmsg_free(m);
+	} else if (m->removed) {
+		log_info("%s: removed (every recipient done)", m->env.id);
+		qmsg_free(m);
+	} else if (m->op != ADMIN_NONE) {
+		admin_run(m);
+	} else {
+		time_t delay = next_due(m);
+		if (store_err) {
+			char buf[128];
+			log_error("%s: cannot update the spool: %s; retrying", m->env.id,
+				  strerror_r(store_err, buf, sizeof buf));
+			if (delay < 0 || delay > q->retry_first)
+				delay = q->retry_first; /* m->dirty stays set */
+		}
+		/* A recipient still due now was not acted on (no memory, no
+		 * pool): a second's pause keeps that from spinning. */
+		if (m->flush)
+			delay = 0;
+		else if (delay == 0)
+			delay = 1;
+		m->flush = 0;
+		if (delay >= 0)
+			qmsg_schedule(m, delay);
+	}
+	queue_pump(q);
+}
+
+/* start_pass - resolve M's due recipients and start its local step. */
 static void start_pass(struct qmsg *m)
 {
 	struct queue *q = m->q;
 	if (!q->dir) {
 		log_warn("%s: no account directory yet; retrying", m->env.id);
-		schedule(m, q->retry_first);
+		qmsg_schedule(m, q->retry_first);
 		return;
 	}
 	m->store_err = 0;
 	m->gone = m->removed = 0;
-	/* Expansion appends recipients: they are resolved in this pass too. */
-	for (size_t i = 0; i < m->env.nrcpts; i++)
-		if (m->env.rcpts[i].state == RCPT_QUEUED)
-			resolve(m, i);
-	if (all_final(&m->env))
-		m->dirty = 1; /* e.g. recovered after a crash before removal */
-	if (!m->ndl && !m->dirty) {
-		m->where = M_PARKED;
-		q->nparked++;
-		m->passes++;
+	m->now = time(NULL);
+	qmsg_set_where(m, M_RUNNING);
+	if (grow_rp(m) < 0) {
+		log_error("%s: out of memory; retrying", m->env.id);
+		m->store_err = ENOMEM;
+		qmsg_end_pass(m);
 		return;
 	}
-	m->where = M_RUNNING;
-	q->running++;
-	if (workers_submit(q->pool, deliver_work, deliver_done, m) < 0) {
-		q->running--;
-		free(m->dl);
-		m->dl = NULL;
-		m->ndl = 0;
-		schedule(m, q->retry_first);
+	size_t *remote = NULL, nremote = 0;
+	/* Expansion appends recipients: they are resolved in this pass too. */
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		struct envelope_rcpt *r = &m->env.rcpts[i];
+		if (r->state != RCPT_QUEUED || r->next_attempt > m->now || !resolve(m, i))
+			continue;
+		if (!q->relay)
+			continue; /* nothing can send it: it waits (parked) */
+		size_t *grown = realloc(remote, (nremote + 1) * sizeof *grown);
+		if (!grown)
+			continue; /* stays queued: the next pass */
+		remote = grown;
+		remote[nremote++] = i;
 	}
+	if (qmsg_all_final(&m->env))
+		m->dirty = 1; /* e.g. recovered after a crash before removal */
+	int grouped = pass_group(m, remote, nremote);
+	free(remote);
+	if (grouped < 0) {
+		log_error("%s: out of memory; retrying", m->env.id);
+		m->store_err = ENOMEM;
+		qmsg_end_pass(m);
+		return;
+	}
+	q->busy++;
+	if ((m->ndl || m->nparts) && qmsg_submit(m, local_work, local_done) == 0)
+		return;
+	q->busy--;
+	m->ndl = 0; /* no pool: nothing delivered, the recipients stay queued */
+	pass_remote(m);
 }
 
-static void pump(struct queue *q)
+void queue_pump(struct queue *q)
 {
-	while (q->running < QUEUE_MAX_JOBS && q->ready_head && !q->closing) {
+	/* A pass may end at once and pump again: the outer loop goes on. */
+	if (q->pumping)
+		return;
+	q->pumping = 1;
+	while (q->busy < QUEUE_MAX_JOBS && q->ready_head && !q->closing) {
 		struct qmsg *m = q->ready_head;
 		q->ready_head = m->ready_next;
 		if (!q->ready_head)
 			q->ready_tail = NULL;
-		q->nready--;
 		start_pass(m);
 	}
+	q->pumping = 0;
 }
 
 /* ---- public ---- */
+
+/* set_policy - copy P (NULL: the defaults) into Q. */
+static int set_policy(struct queue *q, const struct retry_policy *p)
+{
+	static const unsigned fallback = RETRY_DEFAULT_INTERVAL;
+	struct retry_policy d = {&fallback, 1, DEFAULT_LIFETIME, DEFAULT_DELAY_WARNING};
+	if (!p)
+		p = &d;
+	size_t n = p->nintervals ? p->nintervals : 1;
+	unsigned *iv = calloc(n, sizeof *iv);
+	if (!iv)
+		return -1;
+	if (p->nintervals)
+		memcpy(iv, p->intervals, n * sizeof *iv);
+	else
+		iv[0] = RETRY_DEFAULT_INTERVAL;
+	free(q->intervals);
+	q->intervals = iv;
+	q->policy = *p;
+	q->policy.intervals = iv;
+	q->policy.nintervals = n;
+	return 0;
+}
 
 struct queue *queue_new(const struct queue_config *cfg, struct spool *sp, struct workers *pool)
 {
@@ -585,13 +639,14 @@ struct queue *queue_new(const struct queue_config *cfg, struct spool *sp, struct
 	q->data_dir = strdup(cfg->data_dir ? cfg->data_dir : ".");
 	q->hostname = strdup(cfg->hostname ? cfg->hostname : "localhost");
 	q->targets = calloc(TARGETS_MAX, sizeof *q->targets);
-	if (!q->data_dir || !q->hostname || !q->targets) {
+	if (!q->data_dir || !q->hostname || !q->targets || set_policy(q, cfg->policy) < 0) {
 		queue_destroy(q);
 		return NULL;
 	}
 	q->sp = sp;
 	q->pool = pool;
 	q->base = cfg->base;
+	q->relay = cfg->relay;
 	q->retry_first = cfg->retry_first ? cfg->retry_first : RETRY_FIRST;
 	q->retry_max = cfg->retry_max ? cfg->retry_max : RETRY_MAX;
 	if (q->retry_max < q->retry_first)
@@ -601,6 +656,12 @@ struct queue *queue_new(const struct queue_config *cfg, struct spool *sp, struct
 	return q;
 }
 
+void queue_set_policy(struct queue *q, const struct retry_policy *p)
+{
+	if (set_policy(q, p) < 0)
+		log_error("queue: out of memory; keeping the old retry policy");
+}
+
 void queue_free(struct queue **pq)
 {
 	struct queue *q = *pq;
@@ -608,15 +669,16 @@ void queue_free(struct queue **pq)
 		return;
 	*pq = NULL;
 	q->closing = 1;
+	q->relay = NULL; /* freed before us: nothing to cancel there */
 	struct qmsg *next;
 	for (struct qmsg *m = q->msgs; m; m = next) {
 		next = m->next;
-		if (m->where != M_RUNNING)
-			msg_free(m); /* still in the spool for the next start */
+		if (!m->jobs)
+			qmsg_free(m); /* still in the spool for the next start */
 	}
 	q->ready_head = q->ready_tail = NULL;
-	if (!q->running)
-		queue_destroy(q); /* else the last deliver_done does */
+	if (!q->jobs)
+		queue_destroy(q); /* else the last job's callback does */
 }
 
 void queue_set_directory(struct queue *q, struct directory *d)
@@ -646,7 +708,10 @@ long queue_recover(struct queue *q)
 				log_error("%s: out of memory; recovered at next start", ids[i]);
 			} else {
 				found++;
-				schedule(m, first_due(q, &m->env));
+				/* The schedule is the envelope's: each recipient's
+				 * next attempt survives the restart. */
+				time_t due = next_due(m);
+				qmsg_schedule(m, due < 0 ? 0 : due);
 			}
 		}
 		free(ids[i]);
@@ -668,15 +733,15 @@ void queue_add(struct queue *q, const struct envelope *env)
 		log_error("%s: out of memory; delivered after the next start", env->id);
 		return;
 	}
-	schedule(m, first_due(q, &m->env));
+	qmsg_schedule(m, 0);
 }
 
 int queue_idle(const struct queue *q)
 {
-	return q->running == 0 && q->nready == 0 && q->ntimers == 0;
+	return !q->count[M_RUNNING] && !q->count[M_READY] && !q->count[M_TIMER];
 }
 
 size_t queue_parked(const struct queue *q)
 {
-	return q->nparked;
+	return q->count[M_PARKED];
 }

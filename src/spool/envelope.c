@@ -75,6 +75,7 @@ static void rcpt_free(struct envelope_rcpt *r)
 	free(r->address);
 	free(r->orcpt);
 	free(r->last_reply);
+	free(r->remote_mta);
 }
 
 void envelope_free(struct envelope *env)
@@ -103,6 +104,19 @@ int envelope_set_reply(struct envelope_rcpt *rcpt, const char *reply)
 	return 0;
 }
 
+int envelope_set_mta(struct envelope_rcpt *rcpt, const char *mta)
+{
+	int failed = 0;
+	char *d = dup_or_null(mta, &failed);
+	if (failed) {
+		errno = ENOMEM;
+		return -1;
+	}
+	free(rcpt->remote_mta);
+	rcpt->remote_mta = d;
+	return 0;
+}
+
 int envelope_copy(struct envelope *dst, const struct envelope *src)
 {
 	int failed = 0;
@@ -119,6 +133,8 @@ int envelope_copy(struct envelope *dst, const struct envelope *src)
 	dst->helo = dup_or_null(src->helo, &failed);
 	dst->received = src->received;
 	dst->size = src->size;
+	dst->held = src->held;
+	dst->delay_warned = src->delay_warned;
 	for (size_t i = 0; i < src->nrcpts && !failed; i++) {
 		const struct envelope_rcpt *s = &src->rcpts[i];
 		if (envelope_add_rcpt(dst, s->address, s->orcpt, s->notify) < 0) {
@@ -129,7 +145,9 @@ int envelope_copy(struct envelope *dst, const struct envelope *src)
 		d->state = s->state;
 		d->attempts = s->attempts;
 		d->next_attempt = s->next_attempt;
-		if (envelope_set_reply(d, s->last_reply) < 0)
+		d->last_attempt = s->last_attempt;
+		if (envelope_set_reply(d, s->last_reply) < 0 ||
+		    envelope_set_mta(d, s->remote_mta) < 0)
 			failed = 1;
 	}
 	if (failed) {
@@ -243,6 +261,12 @@ int envelope_format(const struct envelope *env, char **out, size_t *len)
 	text_str(&t, "auth-user", env->auth_user);
 	text_str(&t, "client-addr", env->client_addr);
 	text_str(&t, "helo", env->helo);
+	/* Written only when set, so the files of a message never held or
+	 * warned read the same as before these fields existed. */
+	if (env->held)
+		text_num(&t, "held", env->held);
+	if (env->delay_warned)
+		text_num(&t, "delay-warned", env->delay_warned);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct envelope_rcpt *r = &env->rcpts[i];
 		/* "rcpt" opens a recipient; the "rcpt-" lines after it are its
@@ -254,6 +278,9 @@ int envelope_format(const struct envelope *env, char **out, size_t *len)
 		text_num(&t, "rcpt-attempts", r->attempts);
 		text_num(&t, "rcpt-next-attempt", (long long)r->next_attempt);
 		text_str(&t, "rcpt-last-reply", r->last_reply);
+		text_str(&t, "rcpt-remote-mta", r->remote_mta);
+		if (r->last_attempt)
+			text_num(&t, "rcpt-last-attempt", (long long)r->last_attempt);
 	}
 	text_add(&t, "\n", 1);
 	if (t.failed) {
@@ -387,6 +414,8 @@ static int parse_rcpt_field(struct envelope_rcpt *r, const char *key, size_t kle
 		return set_str(&r->orcpt, v, n);
 	if (key_is(key, klen, "rcpt-last-reply"))
 		return set_str(&r->last_reply, v, n);
+	if (key_is(key, klen, "rcpt-remote-mta"))
+		return set_str(&r->remote_mta, v, n);
 	if (key_is(key, klen, "rcpt-notify")) {
 		if (parse_num(v, n, 0, UINT32_MAX, &x) < 0)
 			return -1;
@@ -399,6 +428,10 @@ static int parse_rcpt_field(struct envelope_rcpt *r, const char *key, size_t kle
 		if (parse_num(v, n, INT64_MIN, INT64_MAX, &x) < 0)
 			return -1;
 		r->next_attempt = (time_t)x;
+	} else if (key_is(key, klen, "rcpt-last-attempt")) {
+		if (parse_num(v, n, 0, INT64_MAX, &x) < 0)
+			return -1;
+		r->last_attempt = (time_t)x;
 	} else if (key_is(key, klen, "rcpt-state")) {
 		if (key_is(v, n, "queued"))
 			r->state = RCPT_QUEUED;
@@ -466,6 +499,10 @@ static int parse_field(struct envelope *env, const char *key, size_t klen, const
 		return parse_flag(v, n, &env->body_8bit);
 	} else if (key_is(key, klen, "smtputf8")) {
 		return parse_flag(v, n, &env->smtputf8);
+	} else if (key_is(key, klen, "held")) {
+		return parse_flag(v, n, &env->held);
+	} else if (key_is(key, klen, "delay-warned")) {
+		return parse_flag(v, n, &env->delay_warned);
 	}
 	/* Unknown keys are skipped: a later writer may add optional fields
 	 * without a new version line (a change old readers must not ignore

@@ -25,6 +25,8 @@ struct envelope_rcpt {
 	unsigned attempts;
 	time_t next_attempt; /* 0 = now */
 	char *last_reply; /* last remote or local result, or NULL */
+	char *remote_mta; /* host that gave last_reply, or NULL */
+	time_t last_attempt; /* when it was last tried; 0 = never */
 };
 
 struct envelope {
@@ -41,6 +43,8 @@ struct envelope {
 	char *helo; /* HELO/EHLO name or NULL */
 	time_t received; /* when the 250 was given */
 	uint64_t size; /* message bytes (CRLF form) */
+	int held; /* an operator put it on hold: not attempted */
+	int delay_warned; /* the delay DSN went out (sent once) */
 };
 
 void envelope_init(struct envelope *env);
@@ -61,6 +65,9 @@ int envelope_copy(struct envelope *dst, const struct envelope *src);
 /* envelope_set_reply - replace RCPT's last_reply by a copy of REPLY (may be
  * NULL).  Returns 0 or -1 (ENOMEM, the old value kept). */
 int envelope_set_reply(struct envelope_rcpt *rcpt, const char *reply);
+
+/* envelope_set_mta - the same for RCPT's remote_mta. */
+int envelope_set_mta(struct envelope_rcpt *rcpt, const char *mta);
 
 /* envelope_format - the spool's text form of ENV: "tern-spool 1", one
  * "key value" line per field with values escaped (%XX for '%', controls

@@ -453,7 +453,10 @@ static void test_queue_bounces_unknown_and_parks_remote(void)
 		CHECK(env.rcpts[3].last_reply && !strncmp(env.rcpts[3].last_reply, "550 5.4.6", 9));
 	}
 	envelope_free(&env);
-	CHECK(queue_parked(e.q) == 1);
+	/* The message (its remote recipient) and the bounce for the two failed
+	 * ones (to the remote sender) both wait: this queue has no relay. */
+	CHECK(queue_parked(e.q) == 2);
+	CHECK(spool_count(&e) == 2);
 	qteardown(&e);
 }
 
