@@ -25,6 +25,7 @@
 #include "core/config.h"
 #include "core/control.h"
 #include "core/privdrop.h"
+#include "store/apikey_cli.h"
 #include "store/store.h"
 
 #define PASSWORD_MAX 1024 /* bytes on the line, newline excluded */
@@ -48,7 +49,10 @@ static const char usage_text[] =
 	"  queue list\n"
 	"  queue show ID\n"
 	"  queue flush [ID]\n"
-	"  queue delete ID | queue hold ID | queue release ID\n";
+	"  queue delete ID | queue hold ID | queue release ID\n"
+	"  apikey create ADDRESS|--admin    (prints the new key once)\n"
+	"  apikey list\n"
+	"  apikey revoke ID\n";
 
 /* One run of the command: what was asked and what it works on. */
 struct ctl {
@@ -178,7 +182,7 @@ static const struct command commands[] = {
 };
 
 /* Commands of DESIGN.md that this build does not have yet. */
-static const char *const later[] = { "apikey", "stats" };
+static const char *const later[] = { "stats" };
 
 /* parse_count - a decimal quota; 0 or -1. */
 static int parse_count(const char *s, uint64_t *out)
@@ -495,6 +499,16 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc && !strcmp(argv[optind], "queue"))
 		return queue_command(config_path, argv + optind + 1, argc - optind - 1);
+	if (optind < argc && !strcmp(argv[optind], "apikey")) {
+		if (config_path ? config_load(&c.cfg, config_path, c.err, sizeof c.err) < 0 :
+				  config_defaults(&c.cfg) < 0) {
+			fprintf(stderr, "ternctl: %s\n", config_path ? c.err : "out of memory");
+			return EXIT_FAIL;
+		}
+		code = apikey_command(&c.cfg, argc - optind, argv + optind);
+		config_free(&c.cfg);
+		return code;
+	}
 	const struct command *cmd = find_command(&c, argv + optind, argc - optind, &code);
 	if (!cmd)
 		return code;

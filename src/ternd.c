@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/privdrop.h"
 #include "core/workers.h"
+#include "http/http_server.h"
 #include "queue/queue.h"
 #include "queue/relay.h"
 #include "smtp/server.h"
@@ -42,6 +43,8 @@ struct daemon {
 	SSL_CTX *client_tls; /* outgoing STARTTLS */
 	struct smtp_context smtp_ctx;
 	struct smtp_server *smtp;
+	struct http_context http_ctx;
+	struct http_server *http;
 	struct control *control;
 	struct directory *dir;
 	struct event *sig_term, *sig_int, *sig_hup;
@@ -105,6 +108,7 @@ static void use_directory(struct daemon *d, struct directory *dir)
 	directory_unref(&d->dir);
 	d->dir = dir;
 	smtp_server_set_directory(d->smtp, dir);
+	http_server_set_directory(d->http, dir);
 	queue_set_directory(d->queue, dir);
 }
 
@@ -201,6 +205,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 		log_error("TLS reload failed, keeping the old certificate: %s", err);
 	}
 	smtp_server_set_settings(d->smtp, s);
+	http_server_set_settings(d->http, s);
 	struct retry_policy policy = retry_policy_of(&s->cfg);
 	queue_set_policy(d->queue, &policy);
 	relay_set_policy(d->relay, &policy);
@@ -208,6 +213,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	d->settings = s;
 	log_info("configuration reloaded from %s", d->config_path ? d->config_path : "defaults");
 	reload_directory(d, NULL);
+	http_server_reload_keys(d->http);
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)
@@ -263,6 +269,10 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->smtp = smtp_server_new(&d->smtp_ctx, d->settings, err, errlen);
 	if (!d->smtp)
 		return -1;
+	d->http_ctx.base = d->base;
+	d->http = http_server_new(&d->http_ctx, d->settings, err, errlen);
+	if (!d->http)
+		return -1;
 	if (privdrop_become(uid, gid, err, errlen) < 0)
 		return -1;
 	umask(077);
@@ -286,6 +296,9 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->smtp_ctx.spool = d->spool;
 	d->smtp_ctx.queue = d->queue;
 	d->smtp_ctx.pool = d->pool;
+	d->http_ctx.spool = d->spool;
+	d->http_ctx.queue = d->queue;
+	d->http_ctx.pool = d->pool;
 	use_directory(d, directory_ref(d->dir));
 	directory_unref(&d->dir); /* use_directory took its own */
 	long n = queue_recover(d->queue);
@@ -300,8 +313,13 @@ static int start(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	control_register(d->control, "reload", control_reload, d);
 	control_register(d->control, "queue", queue_control, d->queue);
+	control_register(d->control, "reload-keys", http_server_control_reload_keys, d->http);
 	if (smtp_server_start(d->smtp) < 0) {
 		snprintf(err, errlen, "cannot accept connections");
+		return -1;
+	}
+	if (http_server_start(d->http) < 0) {
+		snprintf(err, errlen, "cannot start the HTTP API");
 		return -1;
 	}
 	return 0;
@@ -311,10 +329,13 @@ static void stop(struct daemon *d)
 {
 	if (d->smtp)
 		smtp_server_stop_accepting(d->smtp);
+	if (d->http)
+		http_server_stop_accepting(d->http);
 	/* Finish what the pool holds (spool commits, deliveries) first, so
 	 * no completion finds its session or queue entry gone. */
 	workers_free(&d->pool);
 	smtp_server_free(&d->smtp);
+	http_server_free(&d->http);
 	relay_free(&d->relay); /* before the queue: its requests point into it */
 	queue_free(&d->queue);
 	spool_close(&d->spool);
