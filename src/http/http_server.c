@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/control.h"
+#include "core/listen_socket.h"
 #include "core/log.h"
 #include "core/workers.h"
 #include "http/http_private.h"
@@ -215,23 +216,6 @@ static void healthz(struct api_request *r)
 
 /* ---- listeners ---- */
 
-static int bind_listener(const struct listen_spec *spec, char *err, size_t errlen)
-{
-	int fd = socket(spec->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    (spec->addr.ss_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
-	    bind(fd, (const struct sockaddr *)&spec->addr, spec->addrlen) < 0 ||
-	    listen(fd, 1024) < 0) {
-		snprintf(err, errlen, "listen http %s: %s", spec->text, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct http_server *http_server_new(const struct http_context *ctx, struct settings *s,
 				    char *err, size_t errlen)
 {
@@ -252,7 +236,7 @@ struct http_server *http_server_new(const struct http_context *ctx, struct setti
 	for (size_t i = 0; i < cfg->nlistens; i++) {
 		if (cfg->listens[i].kind != LISTEN_HTTP)
 			continue;
-		int fd = bind_listener(&cfg->listens[i], err, errlen);
+		int fd = listen_socket(&cfg->listens[i], err, errlen);
 		if (fd < 0) {
 			http_server_free(&srv);
 			return NULL;

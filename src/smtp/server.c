@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "auth/throttle.h"
+#include "core/listen_socket.h"
 #include "core/log.h"
 #include "smtp/session.h"
 #include "store/directory.h"
@@ -217,27 +218,6 @@ void smtp_server_session_closed(struct smtp_server *srv, struct session *s)
 	session_free(s);
 }
 
-static int bind_listener(struct listener *l, const struct listen_spec *spec, char *err,
-			 size_t errlen)
-{
-	int fd = socket(spec->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    (spec->addr.ss_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
-	    bind(fd, (const struct sockaddr *)&spec->addr, spec->addrlen) < 0 ||
-	    listen(fd, 1024) < 0) {
-		snprintf(err, errlen, "listen %s %s: %s", listen_kind_name(spec->kind), spec->text,
-			 strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	l->fd = fd;
-	l->kind = spec->kind;
-	return 0;
-}
-
 struct smtp_server *smtp_server_new(const struct smtp_context *ctx, struct settings *s,
 				    char *err, size_t errlen)
 {
@@ -266,7 +246,8 @@ struct smtp_server *smtp_server_new(const struct smtp_context *ctx, struct setti
 			continue;
 		struct listener *l = &srv->listeners[srv->nlisteners];
 		l->srv = srv;
-		if (bind_listener(l, &cfg->listens[i], err, errlen) < 0) {
+		l->kind = k;
+		if ((l->fd = listen_socket(&cfg->listens[i], err, errlen)) < 0) {
 			smtp_server_free(&srv);
 			return NULL;
 		}
