@@ -32,11 +32,14 @@ declare -A SOURCES=(
 	[envelope]="src/spool/envelope.c"
 	[dsn]="src/queue/dsn.c src/smtp/command.c src/core/address.c"
 	[dns]="" # fuzz_dns.c includes src/deliver/mx.c for its static functions
+	[mime]="src/http/mime.c src/core/address.c"
+	# fuzz_api_json.c includes src/http/api_messages.c for its static parsers
+	[api_json]="src/http/mime.c src/core/address.c src/core/log.c src/spool/envelope.c"
 )
-ALL_TARGETS="command address data_stream sasl client_reply config envelope dsn dns"
+ALL_TARGETS="command address data_stream sasl client_reply config envelope dsn dns mime api_json"
 TARGETS=${*:-$ALL_TARGETS}
 
-PKGS=(libevent libcares libsodium)
+PKGS=(libevent libcares libsodium jansson)
 OUT=build/fuzz
 
 if ! command -v clang >/dev/null 2>&1; then
