@@ -76,11 +76,22 @@ static void field_end(struct line *l)
 
 /* ---- checks ---- */
 
+/* MIME_FOLD_UNIT_MAX - the longest blank run plus word a header may hold:
+ * folding (RFC 5322 2.2.3) breaks only before blanks, so a longer unit
+ * would make a line over 998 octets. */
+#define MIME_FOLD_UNIT_MAX 900
+
 int mime_header_text_ok(const char *s, size_t len)
 {
+	size_t unit = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return 0;
+		int blank = c == ' ' || c == '\t';
+		if (blank && i > 0 && s[i - 1] != ' ' && s[i - 1] != '\t')
+			unit = 0; /* a fold may go here */
+		if (++unit > MIME_FOLD_UNIT_MAX)
 			return 0;
 	}
 	return utf8_valid(s, len);

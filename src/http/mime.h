@@ -81,7 +81,9 @@ void mime_format_date(time_t t, char *out, size_t outlen);
 
 /* mime_header_text_ok - text for a header field: valid UTF-8, no CR, LF,
  * NUL or other control character except TAB (a CR or LF would end the
- * field and start one of the caller's choosing: header injection). */
+ * field and start one of the caller's choosing: header injection), and no
+ * blank run plus word longer than 900 octets (it could not be folded under
+ * the 998-octet line limit). */
 int mime_header_text_ok(const char *s, size_t len);
 
 /* mime_field_name_ok - RFC 5322 3.6.8 field-name: 1 to MIME_FIELD_NAME_MAX
