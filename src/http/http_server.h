@@ -34,6 +34,10 @@
 struct control_request;
 struct directory;
 struct event_base;
+struct event_log;
+struct policy;
+struct smtp_server;
+struct webhooks;
 struct http_server;
 struct queue;
 struct settings;
@@ -49,6 +53,10 @@ struct http_context {
 	struct spool *spool;
 	struct queue *queue;
 	struct workers *pool;
+	struct event_log *events; /* events, stats, the live stream */
+	struct policy *policy; /* quotas, rate limits, suppression */
+	struct webhooks *webhooks;
+	struct smtp_server *smtp; /* connection counts for /metrics */
 };
 
 /* http_server_new - bind every http listener of S->cfg (blocking, before

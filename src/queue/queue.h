@@ -44,6 +44,8 @@
 struct control_request;
 struct directory;
 struct event_base;
+struct event_log;
+struct policy;
 struct queue;
 struct relay;
 struct retry_policy;
@@ -66,6 +68,11 @@ struct queue_config {
 	/* retry_intervals, queue_lifetime, delay_warning for remote
 	 * recipients; copied.  NULL: RETRY_DEFAULT_INTERVAL, 5 days, 4 h. */
 	const struct retry_policy *policy;
+	/* Lent, may be NULL: deliveries, deferrals and bounces are recorded
+	 * in EVENTS; a hard bounce (5xx) of a user's message adds the
+	 * recipient to that user's suppression list in SENDING. */
+	struct event_log *events;
+	struct policy *sending;
 };
 
 struct queue *queue_new(const struct queue_config *cfg, struct spool *sp,
@@ -96,6 +103,10 @@ int queue_idle(const struct queue *q);
 /* queue_parked - messages kept with nothing to do (remote recipients and
  * no relay, or no retry timer). */
 size_t queue_parked(const struct queue *q);
+
+/* queue_stats - messages in the queue (held and parked included) and when
+ * the oldest was received (0 when empty). */
+void queue_stats(const struct queue *q, size_t *messages, time_t *oldest);
 
 /* queue_control - the control socket's "queue" command (control.h; CTX is
  * the queue).  ARGS is one of:

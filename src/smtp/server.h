@@ -15,6 +15,8 @@
 #include "core/config.h"
 
 struct directory;
+struct event_log;
+struct policy;
 struct event_base;
 struct queue;
 struct smtp_server;
@@ -28,6 +30,8 @@ struct smtp_context {
 	struct queue *queue;
 	struct workers *pool;
 	struct ssl_ctx_st *tls; /* current TLS context (replaced on SIGHUP), or NULL */
+	struct event_log *events; /* record of accepts and rejections, or NULL */
+	struct policy *policy; /* quotas, rate limits, suppression, or NULL */
 };
 
 /* settings - the configuration as sessions see it, shared by reference so
@@ -58,6 +62,9 @@ void smtp_server_stop_accepting(struct smtp_server *srv);
 
 /* smtp_server_sessions - how many sessions are open. */
 unsigned smtp_server_sessions(const struct smtp_server *srv);
+
+/* smtp_server_connections_total - connections accepted since start. */
+unsigned long smtp_server_connections_total(const struct smtp_server *srv);
 
 /* smtp_server_free - close every session and listener. */
 void smtp_server_free(struct smtp_server **srv);
