@@ -90,10 +90,14 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# clang-tidy (checks in .clang-tidy) and cppcheck over src/; any finding fails.
+lint: deps
+	scripts/lint.sh
+
 format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')
 
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/obj/src/ternd.d $(BUILD)/obj/src/ternctl.d
+-include $(LIB_OBJS:.o=.d) $(BUILD)/obj/src/ternd.d $(BUILD)/obj/src/ternctl.d $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d)

@@ -12,7 +12,10 @@ everything to its sink, and ternd relaying through the MX to its sink.  Then:
 3. throughput: for 1, 20 and 100 sessions, 1 KB and 100 KB, a new connection
    per message and reused connections, REPS repetitions: smtp-source straight
    into smtp-sink (the protocol ceiling), then tern and Postfix, alternating
-   which goes first; acceptance and end-to-end rates and CPU per message.
+   which goes first; acceptance and end-to-end rates and CPU per message;
+4. the API against SMTP (api.py): the same messages from one user over POST
+   /v1/messages and over submission with STARTTLS and AUTH, both on kept
+   connections; rates, ternd's CPU per message and the ratio API/SMTP.
 
 Medians go to the terminal and to docs/performance.md with the machine facts
 and the exact commands.  Every process started is stopped on the way out,
@@ -24,7 +27,8 @@ quarter), BENCH_REPS (3), BENCH_IDLE idle sessions (10000), BENCH_QUICK=1
 build/bench/performance-quick.md), BENCH_OUT (report path), BENCH_KEEP=1
 (keep the temporary directory), BENCH_TMPDIR (where the work directory is made;
 /var/tmp), BENCH_ONLY (comma-separated parts to run:
-disk, memory, throughput; default all), TERN_BUILD (directory holding ternd).
+disk, memory, throughput, api; default all), BENCH_API_N, BENCH_API_C and
+BENCH_API_ROUNDS (see api.py), TERN_BUILD (directory holding ternd).
 """
 import os
 import resource
@@ -36,6 +40,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import api  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
 import services  # noqa: E402
@@ -71,8 +76,15 @@ class Settings:
         self.tmpdir = env.get("BENCH_TMPDIR") or "/var/tmp"
         self.build = env.get("TERN_BUILD") or os.path.join(REPO, "build")
         self.configs = [(s, z, r) for s in SESSIONS for z in SIZES for r in (False, True)]
-        self.only = set((env.get("BENCH_ONLY") or "disk,memory,throughput").split(","))
-        unknown = self.only - {"disk", "memory", "throughput"}
+        self.api_n = int(env.get("BENCH_API_N") or (100 if self.quick else 2000))
+        self.api_conc = int(env.get("BENCH_API_C") or (4 if self.quick else 20))
+        self.api_rounds = int(env.get("BENCH_API_ROUNDS") or (2 if self.quick else 5))
+        self.api_timeout = 600
+        if self.api_conc < 1 or self.api_n < self.api_conc or self.api_rounds < 1:
+            raise SystemExit("bench: BENCH_API_C and BENCH_API_ROUNDS must be at least 1, "
+                             "BENCH_API_N at least BENCH_API_C")
+        self.only = set((env.get("BENCH_ONLY") or "disk,memory,throughput,api").split(","))
+        unknown = self.only - {"disk", "memory", "throughput", "api"}
         if unknown:
             raise SystemExit("bench: BENCH_ONLY: unknown part(s) %s" % ",".join(sorted(unknown)))
 
@@ -207,7 +219,7 @@ def main():
     # The daemons run as postfix and nobody: they must reach their dirs.
     os.chmod(root, 0o755)
     print("bench: N=%d, %d repetition(s), work directory %s" % (st.n, st.reps, root), flush=True)
-    ctx = dict(results=[], mem={}, fsync={}, notes=[], tern_relay=None, reps=st.reps,
+    ctx = dict(results=[], api=[], mem={}, fsync={}, notes=[], tern_relay=None, reps=st.reps,
                configs=st.configs, settings=st, root=root)
     cleanup = services.Cleanup()
     ok = False
@@ -237,6 +249,8 @@ def main():
             idle_memory(st, svc["tern"], svc["postfix"], ctx)
         if "throughput" in st.only:
             throughput(st, svc, ctx)
+        if "api" in st.only:
+            api.run_api(st, svc, ctx)
         ok = True
     except BenchError as e:
         print("bench: %s" % e, file=sys.stderr)

@@ -227,6 +227,73 @@ def target_checks(results, mem):
     return checks
 
 
+API_PATHS = (("api", "HTTP API: POST /v1/messages, kept-alive connections"),
+             ("smtp", "SMTP submission: STARTTLS + AUTH, reused connections"))
+
+
+def api_medians(runs):
+    """{path: (accept msg/s, end-to-end msg/s, ternd CPU s/msg)}, medians."""
+    out = {}
+    for path, _ in API_PATHS:
+        mine = [r for r in runs if r.target == path]
+        out[path] = (median([r.rate(r.accept_s) for r in mine]),
+                     median([r.rate(r.e2e_s) for r in mine]),
+                     median([r.cpu_s / r.n for r in mine if r.cpu_s is not None]))
+    return out
+
+
+def api_rows(runs):
+    """One row per path and the ratio API/SMTP (rates: higher is better for
+    the API; CPU: lower is)."""
+    m = api_medians(runs)
+    rows = []
+    for path, label in API_PATHS:
+        mine = [r for r in runs if r.target == path]
+        conc = mine[0].cfg[0] if mine else "n/a"
+        rows.append([label, conc, fmt_rate(m[path][0]), fmt_rate(m[path][1]),
+                     fmt_ms(m[path][2])])
+    rows.append(["API/SMTP", "", fmt_ratio(m["api"][0], m["smtp"][0]),
+                 fmt_ratio(m["api"][1], m["smtp"][1]), fmt_ratio(m["api"][2], m["smtp"][2])])
+    return rows
+
+
+API_HEADER = ["path", "connections", "accept msg/s", "end-to-end msg/s", "ternd CPU ms/msg"]
+
+
+def api_checks(runs):
+    """The issue's goal: a message over the API costs no more than over SMTP."""
+    if not runs:
+        return []
+    m = api_medians(runs)
+    (a_rate, _, a_cpu), (s_rate, _, s_cpu) = m["api"], m["smtp"]
+    checks = []
+    if a_rate is None or s_rate is None:
+        checks.append(("API accept rate ≥ SMTP submission's", "n/a", "API %s, SMTP %s" % (
+            fmt_rate(a_rate), fmt_rate(s_rate))))
+    else:
+        checks.append(("API accept rate ≥ SMTP submission's",
+                       "PASS" if a_rate >= s_rate else "FAIL",
+                       "API %s msg/s, SMTP %s msg/s" % (fmt_rate(a_rate), fmt_rate(s_rate))))
+    if a_cpu is None or s_cpu is None:
+        checks.append(("ternd CPU per message, API ≤ SMTP submission", "n/a", ""))
+    else:
+        checks.append(("ternd CPU per message, API ≤ SMTP submission",
+                       "PASS" if a_cpu <= s_cpu else "FAIL",
+                       "API %s ms, SMTP %s ms" % (fmt_ms(a_cpu), fmt_ms(s_cpu))))
+    return checks
+
+
+def api_raw_rows(runs):
+    return [[r.rep + 1, r.target, r.cfg[0], r.n,
+             "n/a" if r.accept_s is None else "%.3f" % r.accept_s,
+             "n/a" if r.e2e_s is None else "%.3f" % r.e2e_s,
+             "n/a" if r.cpu_s is None else "%.2f" % r.cpu_s, r.note] for r in runs]
+
+
+API_RAW_HEADER = ["round", "path", "connections", "messages", "accept s", "end-to-end s",
+                  "CPU s", "note"]
+
+
 def raw_rows(results):
     rows = []
     for r in results:
@@ -252,7 +319,11 @@ def text_summary(ctx):
              "", md_table(MEMORY_HEADER, memory_rows(ctx["mem"])),
              "", "Disk: new file + 4 KiB write + fsync, per second: %s from 1 thread, %s from "
              "20 threads" % (fmt_rate(ctx["fsync"].get(1)), fmt_rate(ctx["fsync"].get(20))),
-             "", md_table(["goal", "result", "numbers"], target_checks(ctx["results"], ctx["mem"]))]
+             "", "HTTP API against SMTP submission (1 KB, median of %d)" % (
+                 ctx["settings"].api_rounds),
+             md_table(API_HEADER, api_rows(ctx["api"])),
+             "", md_table(["goal", "result", "numbers"],
+                          target_checks(ctx["results"], ctx["mem"]) + api_checks(ctx["api"]))]
     if ctx["notes"]:
         parts += [""] + ["note: " + n for n in ctx["notes"]]
     return "\n".join(parts)
@@ -309,8 +380,19 @@ METHOD = """\
 - **Disk**: a loop creating a new file, writing 4 KiB and fsyncing it, in
   the same directory tree as the spools, for a fixed time, from 1 thread and
   from 20 threads: the rate a file-per-message queue is bound by.
-- Not measured yet: the HTTP API path (`POST /v1/messages`) against SMTP
-  submission; smtp-source speaks neither TLS nor AUTH.
+- **HTTP API against SMTP submission** (`bench/api.py`): the same ternd takes
+  N messages of 1 KB from one user (`app@api.bench.test`, no quota) for the
+  remote recipient, over each path in turn: `POST /v1/messages` with the
+  user's API key on C HTTP/1.1 connections kept alive (Python's
+  `http.client`), and submission with STARTTLS and AUTH PLAIN on C
+  connections reused for every message (Python's `smtplib`: MAIL, RCPT and
+  DATA, each waiting for its reply).  Each client is a process of its own,
+  connected, through TLS and authenticated before the clock starts;
+  acceptance ends at the last 202 or 250, end-to-end when the sink has
+  counted all N.  ternd's CPU per message is its CPU time from the start
+  until end-to-end, divided by N.  The http listener speaks plain HTTP, so
+  only the SMTP path pays for TLS; the rounds alternate which path goes
+  first.
 - Each configuration runs REPS times; the order tern/Postfix alternates; the
   tables give medians.  Before each run the previous run's deliveries have
   finished (Postfix's queue is empty and neither sink counts anything more).
@@ -349,8 +431,14 @@ def write_markdown(path, ctx):
             "New file, 4 KiB write, fsync, in the bench's temporary directory: "
             "%s per second from 1 thread, %s per second from 20 threads." % (
                 fmt_rate(ctx["fsync"].get(1)), fmt_rate(ctx["fsync"].get(20))), "",
+            "## HTTP API against SMTP submission", "",
+            "%d messages of 1 KB per round from one user to the remote recipient, over %d "
+            "connections on each path; medians of %d rounds.  A ratio above 1 for a rate, "
+            "or below 1 for CPU, favours the API." % (st.api_n, st.api_conc, st.api_rounds), "",
+            md_table(API_HEADER, api_rows(ctx["api"])), "",
             "## Goals", "",
-            md_table(["goal", "result", "numbers"], target_checks(ctx["results"], ctx["mem"])),
+            md_table(["goal", "result", "numbers"],
+                     target_checks(ctx["results"], ctx["mem"]) + api_checks(ctx["api"])),
             ""]
     if ctx["notes"]:
         out += ["## Notes", ""] + ["- " + n for n in ctx["notes"]] + [""]
@@ -362,7 +450,10 @@ def write_markdown(path, ctx):
             "Postfix's `master.cf`:", "", "```", svc["postfix"].master_cf.rstrip(), "```", "",
             "## Every run", "",
             "Seconds from the start of smtp-source; CPU seconds of the server over the run.",
-            "", md_table(RAW_HEADER, raw_rows(ctx["results"])), ""]
+            "", md_table(RAW_HEADER, raw_rows(ctx["results"])), "",
+            "API and SMTP submission rounds: seconds from the start of the clients; CPU "
+            "seconds of ternd until end-to-end.", "",
+            md_table(API_RAW_HEADER, api_raw_rows(ctx["api"])), ""]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(out))

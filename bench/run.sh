@@ -1,16 +1,18 @@
 #!/bin/sh
 # run.sh - `make bench`: tern and a private Postfix side by side, relaying to
-# Postfix's smtp-sink.  Installs what the benchmark needs (Postfix for
+# Postfix's smtp-sink, then tern's HTTP API against its SMTP submission
+# (bench/api.py).  Installs what the benchmark needs (Postfix for
 # smtp-source, smtp-sink and the comparison; dnsmasq for tern's MX lookups),
 # then hands over to bench.py, which starts everything in a temporary
 # directory, measures, prints the table and writes docs/performance.md.
 #
-# A full run takes about ten minutes on a 2-core machine and should have the
-# machine to itself.  Environment (details in bench.py): BENCH_N (messages
-# per run), BENCH_REPS (repetitions, medians reported), BENCH_QUICK=1 (a
-# smoke run of under a minute), BENCH_IDLE (idle sessions for the memory
-# test), BENCH_ONLY (disk,memory,throughput), BENCH_OUT (report path),
-# BENCH_TMPDIR, BENCH_KEEP=1, TERN_BUILD.
+# A full run takes about a quarter of an hour on a 2-core machine and should
+# have the machine to itself.  Environment (details in bench.py): BENCH_N
+# (messages per run), BENCH_REPS (repetitions, medians reported),
+# BENCH_QUICK=1 (a smoke run of a minute or two), BENCH_IDLE (idle sessions
+# for the memory test), BENCH_ONLY (disk,memory,throughput,api), BENCH_API_N,
+# BENCH_API_C, BENCH_API_ROUNDS (the API part, see api.py), BENCH_OUT
+# (report path), BENCH_TMPDIR, BENCH_KEEP=1, TERN_BUILD.
 set -eu
 cd "$(dirname "$0")/.."
 # smtp-source, smtp-sink, postfix and dnsmasq live in /usr/sbin.

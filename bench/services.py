@@ -11,6 +11,9 @@ configuration written here.
 
 Every start registers its stop with a Cleanup, which the caller runs in a
 finally block, so that an error or a signal leaves no process behind.
+smtp-sink and dnsmasq are started, waited for and stopped by the integration
+tests' peers.py (tests/integration, put on the import path here), so that the
+benchmark's peers behave as the relay tests' do.
 """
 import os
 import random
@@ -18,7 +21,14 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(1, os.path.join(REPO, "tests", "integration"))
+
+from peers import (Dnsmasq, PeerError, SmtpSink, start_process, stop_process,  # noqa: E402
+                   wait_listening)
 
 SINK_IP = "127.0.0.9"
 POSTFIX_IP = "127.0.0.10"
@@ -72,50 +82,11 @@ def free_port(ip):
 
 
 def wait_banner(ip, port, timeout, proc=None, what="service"):
-    """Wait until ip:port greets with 220, then QUIT; raise after TIMEOUT."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise BenchError("%s exited with status %d at start" % (what, proc.returncode))
-        try:
-            with socket.create_connection((ip, port), timeout=2) as s:
-                banner = s.recv(512)
-                s.sendall(b"QUIT\r\n")
-                s.recv(512)
-                if banner.startswith(b"220"):
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise BenchError("%s on %s:%d did not greet within %ds" % (what, ip, port, timeout))
-        time.sleep(0.05)
-
-
-def wait_tcp(ip, port, timeout, proc, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise BenchError("%s exited with status %d at start" % (what, proc.returncode))
-        try:
-            socket.create_connection((ip, port), timeout=1).close()
-            return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise BenchError("%s on %s:%d not listening within %ds" % (what, ip, port, timeout))
-        time.sleep(0.05)
-
-
-def stop_process(proc, timeout=15):
-    """SIGTERM, then SIGKILL after TIMEOUT; the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+    """Wait until ip:port greets with 220, then QUIT; BenchError after TIMEOUT."""
+    try:
+        wait_listening(ip, port, proc, what, timeout, banner=True)
+    except PeerError as e:
+        raise BenchError(str(e)) from None
 
 
 class Sink:
@@ -127,14 +98,14 @@ class Sink:
         self.port = free_port(SINK_IP)
         self.out = os.path.join(root, name + ".out")
         # -c: running counters on stdout; -m: up to 2000 simultaneous
-        # sessions (default 256); -u: smtp-sink refuses to keep root.
-        self.argv = ["smtp-sink", "-c", "-m", "2000", "-u", DAEMON_USER,
-                     "%s:%d" % (SINK_IP, self.port), "1024"]
-        with open(self.out, "wb") as out:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        cleanup.add(name, lambda: stop_process(self.proc))
-        wait_banner(SINK_IP, self.port, 10, self.proc, name)
+        # sessions (default 256).  It runs as nobody (DAEMON_USER).
+        try:
+            self.peer = SmtpSink(self.out, SINK_IP, self.port, ["-c", "-m", "2000"],
+                                 backlog=1024, banner=True)
+        except PeerError as e:
+            raise BenchError("%s: %s" % (name, e)) from None
+        self.argv, self.proc = self.peer.argv, self.peer.proc
+        cleanup.add(name, self.peer.stop)
 
     def count(self):
         """Messages received so far (the last counter line printed)."""
@@ -151,19 +122,16 @@ class Dns:
 
     def __init__(self, root, cleanup):
         self.port = free_port(DNS_IP)
-        self.argv = ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
-                     "--conf-file=/dev/null", "--port=%d" % self.port,
-                     "--listen-address=%s" % DNS_IP, "--bind-interfaces",
-                     "--pid-file=%s" % os.path.join(root, "dnsmasq.pid"),
-                     "--user=%s" % DAEMON_USER, "--local=/test/", "--local-ttl=3600",
-                     "--mx-host=%s,mx.%s,10" % (BENCH_DOMAIN, BENCH_DOMAIN),
-                     "--host-record=mx.%s,%s" % (BENCH_DOMAIN, SINK_IP)]
         self.log = os.path.join(root, "dnsmasq.log")
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        cleanup.add("dnsmasq", lambda: stop_process(self.proc))
-        wait_tcp(DNS_IP, self.port, 10, self.proc, "dnsmasq")
+        records = ["--mx-host=%s,mx.%s,10" % (BENCH_DOMAIN, BENCH_DOMAIN),
+                   "--host-record=mx.%s,%s" % (BENCH_DOMAIN, SINK_IP)]
+        try:
+            self.peer = Dnsmasq(self.log, self.port, records, addr=DNS_IP, ttl=3600,
+                                extra=["--user=%s" % DAEMON_USER])
+        except PeerError as e:
+            raise BenchError(str(e)) from None
+        self.argv, self.proc = self.peer.argv, self.peer.proc
+        cleanup.add("dnsmasq", self.peer.stop)
 
 
 MASTER_CF = """\
@@ -308,21 +276,28 @@ class PostfixInstance:
 
 
 class Tern:
-    """build/ternd with its own data_dir, listening on TERN_IP only."""
+    """build/ternd with its own data_dir, listening on TERN_IP only: SMTP
+    (relay_from, no AUTH) for smtp-source, and submission (STARTTLS, AUTH,
+    with the self-signed pair ternd makes) and http for the API benchmark."""
 
     def __init__(self, root, build, dns_port, sink_port, cleanup):
         self.dir = os.path.join(root, "tern")
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.ternd = os.path.join(build, "ternd")
+        self.ternctl = os.path.join(build, "ternctl")
         self.conf = os.path.join(self.dir, "tern.conf")
         self.log = os.path.join(self.dir, "ternd.log")
         self.port = free_port(TERN_IP)
+        self.submission_port = free_port(TERN_IP)
+        self.http_port = free_port(TERN_IP)
         self.config = "\n".join([
             "hostname tern.bench.test",
             "data_dir %s" % os.path.join(self.dir, "data"),
             "user %s" % DAEMON_USER,
             "listen smtp %s:%d" % (TERN_IP, self.port),
+            "listen submission %s:%d" % (TERN_IP, self.submission_port),
+            "listen http %s:%d" % (TERN_IP, self.http_port),
             "relay_from 127.0.0.0/8",
             "dns_server %s:%d" % (DNS_IP, dns_port),
             "remote_port %d" % sink_port,
@@ -332,11 +307,8 @@ class Tern:
         ]) + "\n"
         with open(self.conf, "w") as f:
             f.write(self.config)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([self.ternd, "-c", self.conf], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        cleanup.add("ternd", lambda: stop_process(self.proc))
+        self.proc = start_process([self.ternd, "-c", self.conf], self.log)
+        cleanup.add("ternd", lambda: stop_process(self.proc, 15))
         try:
             wait_banner(TERN_IP, self.port, 30, self.proc, "ternd")
         except BenchError as e:
@@ -346,3 +318,16 @@ class Tern:
     @property
     def pid(self):
         return self.proc.pid
+
+    def ctl(self, *args, stdin=None):
+        """ternctl -c tern.conf ARGS (STDIN: text on its standard input);
+        its output, or BenchError with its reason."""
+        argv = [self.ternctl, "-c", self.conf] + list(args)
+        try:
+            cp = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise BenchError("%s: %s" % (" ".join(argv[3:]), e)) from None
+        if cp.returncode != 0:
+            raise BenchError("ternctl %s: exit %d: %s" % (" ".join(args), cp.returncode,
+                                                          (cp.stderr or cp.stdout).strip()))
+        return cp.stdout

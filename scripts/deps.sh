@@ -5,7 +5,7 @@
 set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libc-ares-dev libjansson-dev
 libsodium-dev libsqlite3-dev sqlite3 openssl python3 python3-pytest swaks curl dovecot-imapd
-dnsmasq-base postfix clang-format clang libclang-rt-14-dev"
+dnsmasq-base postfix clang-format clang libclang-rt-14-dev clang-tidy cppcheck prometheus"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

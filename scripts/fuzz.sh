@@ -30,7 +30,7 @@ declare -A SOURCES=(
 	[client_reply]="src/smtp/client_reply.c"
 	[config]="src/core/config.c src/core/config_values.c src/core/log.c"
 	[envelope]="src/spool/envelope.c"
-	[dsn]="src/queue/dsn.c src/smtp/command.c src/core/address.c"
+	[dsn]="src/queue/dsn.c src/queue/dsn_encode.c src/smtp/command.c src/core/address.c"
 	[dns]="" # fuzz_dns.c includes src/deliver/mx.c for its static functions
 	[mime]="src/http/mime.c src/core/address.c"
 	# fuzz_api_json.c includes src/http/api_messages.c for its static parsers

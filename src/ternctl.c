@@ -1,5 +1,7 @@
-/* ternctl.c - the admin command: hosted domains, users and aliases, and
- * the running daemon's queue.
+/* ternctl.c - the admin command: hosted domains, users (with their
+ * quotas, rate and source address) and aliases, and the running daemon's
+ * queue; API keys and statistics live in store/apikey_cli.c and
+ * store/stats_cli.c.
  *
  *   ternctl [-c FILE] COMMAND
  *
@@ -26,6 +28,7 @@
 #include "core/control.h"
 #include "core/privdrop.h"
 #include "store/apikey_cli.h"
+#include "store/stats_cli.h"
 #include "store/store.h"
 
 #define PASSWORD_MAX 1024 /* bytes on the line, newline excluded */
@@ -38,8 +41,10 @@ static const char usage_text[] =
 	"  domain add DOMAIN\n"
 	"  domain del DOMAIN\n"
 	"  domain list\n"
-	"  user add ADDRESS [--quota-day N] [--quota-month N] [--source-ip IP]\n"
+	"  user add ADDRESS [--quota-day N] [--quota-month N] [--rate N] [--source-ip IP]\n"
 	"                                   (password: one line on stdin)\n"
+	"  user set ADDRESS [--quota-day N] [--quota-month N] [--rate N] [--source-ip IP|none]\n"
+	"                                   (--rate: messages per minute; 0 = unlimited)\n"
 	"  user del ADDRESS\n"
 	"  user passwd ADDRESS              (password: one line on stdin)\n"
 	"  user list\n"
@@ -52,7 +57,8 @@ static const char usage_text[] =
 	"  queue delete ID | queue hold ID | queue release ID\n"
 	"  apikey create ADDRESS|--admin    (prints the new key once)\n"
 	"  apikey list\n"
-	"  apikey revoke ID\n";
+	"  apikey revoke ID\n"
+	"  stats [--user ADDRESS] [--days N] [--hourly]\n";
 
 /* One run of the command: what was asked and what it works on. */
 struct ctl {
@@ -60,7 +66,8 @@ struct ctl {
 	struct store *st;
 	char **args; /* the words after the command's verb */
 	int nargs;
-	struct store_user user; /* user add: its options; strings not owned */
+	struct store_user user; /* user add / set: its options; strings not owned */
+	unsigned which; /* user set: the STORE_LIMIT_* options given */
 	char hash[PASSWORD_HASH_MAX]; /* user add / passwd */
 	char err[512];
 };
@@ -113,6 +120,12 @@ static int user_add(struct ctl *c)
 	return store_user_add(c->st, &c->user, c->err, sizeof c->err);
 }
 
+static int user_set(struct ctl *c)
+{
+	return store_user_set_limits(c->st, c->args[0], &c->user, c->which, c->err,
+				     sizeof c->err);
+}
+
 static int user_del(struct ctl *c)
 {
 	return store_user_del(c->st, c->args[0], c->err, sizeof c->err);
@@ -134,11 +147,11 @@ static const char *quota_text(uint64_t n, char *buf, size_t len)
 
 static int print_user(void *ctx, const struct store_user *u)
 {
-	char day[24], month[24];
-	printf("%s quota_day=%s quota_month=%s source_ip=%s\n", u->address,
+	char day[24], month[24], rate[24];
+	printf("%s quota_day=%s quota_month=%s rate_minute=%s source_ip=%s\n", u->address,
 	       quota_text(u->quota_day, day, sizeof day),
 	       quota_text(u->quota_month, month, sizeof month),
-	       u->source_ip ? u->source_ip : "none");
+	       quota_text(u->rate_minute, rate, sizeof rate), u->source_ip ? u->source_ip : "none");
 	return 0;
 }
 
@@ -173,6 +186,7 @@ static const struct command commands[] = {
 	{ "domain", "del", 1, 1, 0, domain_del },
 	{ "domain", "list", 0, 0, 0, domain_list },
 	{ "user", "add", 1, 1, 1, user_add },
+	{ "user", "set", 1, 1, 0, user_set },
 	{ "user", "del", 1, 1, 0, user_del },
 	{ "user", "passwd", 1, 1, 1, user_passwd },
 	{ "user", "list", 0, 0, 0, user_list },
@@ -180,9 +194,6 @@ static const struct command commands[] = {
 	{ "alias", "del", 1, 1, 0, alias_del },
 	{ "alias", "list", 0, 0, 0, alias_list },
 };
-
-/* Commands of DESIGN.md that this build does not have yet. */
-static const char *const later[] = { "stats" };
 
 /* parse_count - a decimal quota; 0 or -1. */
 static int parse_count(const char *s, uint64_t *out)
@@ -198,17 +209,48 @@ static int parse_count(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* user_options - "user add"'s words: the address and its options, in any
- * order, "--name VALUE" or "--name=VALUE".  Returns 0, or EXIT_USAGE. */
-static int user_options(struct ctl *c, char **argv, int argc)
+/* limit_option - the --NAME (NLEN bytes) VALUE of "user add|set" into
+ * C->user and C->which.  Returns 0, or EXIT_USAGE. */
+static int limit_option(struct ctl *c, const char *name, size_t nlen, const char *value)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} opts[] = { { "--quota-day", STORE_LIMIT_QUOTA_DAY },
+		     { "--quota-month", STORE_LIMIT_QUOTA_MONTH },
+		     { "--rate", STORE_LIMIT_RATE_MINUTE },
+		     { "--source-ip", STORE_LIMIT_SOURCE_IP } };
+	uint64_t *counts[] = { &c->user.quota_day, &c->user.quota_month, &c->user.rate_minute };
+	char why[160];
+	for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+		if (strlen(opts[i].name) != nlen || strncmp(name, opts[i].name, nlen))
+			continue;
+		c->which |= opts[i].bit;
+		if (opts[i].bit == STORE_LIMIT_SOURCE_IP) {
+			/* "none" takes a user's own address away */
+			c->user.source_ip = strcmp(value, "none") ? (char *)value : NULL;
+		} else if (parse_count(value, counts[i]) < 0) {
+			snprintf(why, sizeof why, "%.*s: not a number: %s", (int)nlen, name, value);
+			return usage(why);
+		}
+		return 0;
+	}
+	snprintf(why, sizeof why, "unknown option %.*s", (int)nlen, name);
+	return usage(why);
+}
+
+/* user_options - "user add|set"'s words: the address and its options, in
+ * any order, "--name VALUE" or "--name=VALUE".  Returns 0, or EXIT_USAGE. */
+static int user_options(struct ctl *c, const char *verb, char **argv, int argc)
 {
 	char why[160];
 	c->nargs = 0;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		if (strncmp(a, "--", 2) != 0) {
+			snprintf(why, sizeof why, "user %s takes one ADDRESS", verb);
 			if (c->nargs++)
-				return usage("user add takes one ADDRESS");
+				return usage(why);
 			c->args = &argv[i];
 			continue;
 		}
@@ -219,21 +261,16 @@ static int user_options(struct ctl *c, char **argv, int argc)
 		snprintf(why, sizeof why, "%.*s needs a value", (int)nlen, a);
 		if (!value)
 			return usage(why);
-		snprintf(why, sizeof why, "%.*s: not a number: %s", (int)nlen, a, value);
-		if (nlen == 11 && !strncmp(a, "--quota-day", nlen)) {
-			if (parse_count(value, &c->user.quota_day) < 0)
-				return usage(why);
-		} else if (nlen == 13 && !strncmp(a, "--quota-month", nlen)) {
-			if (parse_count(value, &c->user.quota_month) < 0)
-				return usage(why);
-		} else if (nlen == 11 && !strncmp(a, "--source-ip", nlen)) {
-			c->user.source_ip = (char *)value;
-		} else {
-			snprintf(why, sizeof why, "unknown option %.*s", (int)nlen, a);
-			return usage(why);
-		}
+		if (limit_option(c, a, nlen, value))
+			return EXIT_USAGE;
 	}
-	return c->nargs == 1 ? 0 : usage("user add needs an ADDRESS");
+	snprintf(why, sizeof why, "user %s needs an ADDRESS", verb);
+	if (c->nargs != 1)
+		return usage(why);
+	if (!strcmp(verb, "set") && !c->which)
+		return usage("user set needs something to change: --quota-day, --quota-month, "
+			     "--rate or --source-ip");
+	return 0;
 }
 
 /* find_command - the table entry for ARGV (GROUP VERB ARGS...), with the
@@ -245,19 +282,12 @@ static const struct command *find_command(struct ctl *c, char **argv, int argc, 
 		usage(NULL);
 		return NULL;
 	}
-	for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
-		if (strcmp(argv[0], later[i]) == 0) {
-			fprintf(stderr, "ternctl: %s%s%s is not available yet\n", argv[0],
-				argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
-			*exit_code = EXIT_FAIL;
-			return NULL;
-		}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		const struct command *cmd = &commands[i];
 		if (argc < 2 || strcmp(argv[0], cmd->group) || strcmp(argv[1], cmd->verb))
 			continue;
-		if (cmd->run == user_add) {
-			if (user_options(c, argv + 2, argc - 2))
+		if (cmd->run == user_add || cmd->run == user_set) {
+			if (user_options(c, cmd->verb, argv + 2, argc - 2))
 				return NULL;
 		} else if (argc - 2 != cmd->nargs) {
 			usage(argc - 2 < cmd->nargs ? "missing argument" : "too many arguments");
@@ -499,13 +529,14 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc && !strcmp(argv[optind], "queue"))
 		return queue_command(config_path, argv + optind + 1, argc - optind - 1);
-	if (optind < argc && !strcmp(argv[optind], "apikey")) {
+	if (optind < argc && (!strcmp(argv[optind], "apikey") || !strcmp(argv[optind], "stats"))) {
 		if (config_path ? config_load(&c.cfg, config_path, c.err, sizeof c.err) < 0 :
 				  config_defaults(&c.cfg) < 0) {
 			fprintf(stderr, "ternctl: %s\n", config_path ? c.err : "out of memory");
 			return EXIT_FAIL;
 		}
-		code = apikey_command(&c.cfg, argc - optind, argv + optind);
+		code = argv[optind][0] == 'a' ? apikey_command(&c.cfg, argc - optind, argv + optind) :
+						stats_command(&c.cfg, argc - optind, argv + optind);
 		config_free(&c.cfg);
 		return code;
 	}

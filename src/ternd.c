@@ -27,7 +27,10 @@
 #include "http/http_server.h"
 #include "queue/queue.h"
 #include "queue/relay.h"
+#include "auth/policy.h"
+#include "http/webhooks.h"
 #include "smtp/server.h"
+#include "store/event_log.h"
 #include "spool/spool.h"
 #include "store/directory.h"
 #include "store/store.h"
@@ -45,6 +48,9 @@ struct daemon {
 	struct smtp_server *smtp;
 	struct http_context http_ctx;
 	struct http_server *http;
+	struct event_log *events;
+	struct policy *sending;
+	struct webhooks *webhooks;
 	struct control *control;
 	struct directory *dir;
 	struct event *sig_term, *sig_int, *sig_hup;
@@ -175,9 +181,20 @@ static int start_relay(struct daemon *d, char *err, size_t errlen)
 		.relay_auth_user = cfg->relay_auth_user,
 		.relay_auth_password = cfg->relay_auth_password,
 		.policy = retry_policy_of(cfg),
+		.timeouts = relay_timeouts(cfg->relay_timeout_connect, cfg->relay_timeout_command,
+					   cfg->relay_timeout_data),
 	};
 	d->relay = relay_new(&rc, err, errlen);
 	return d->relay ? 0 : -1;
+}
+
+/* webhooks_config_of - what the webhooks take from the configuration. */
+static struct webhooks_config webhooks_config_of(const struct config *cfg)
+{
+	return (struct webhooks_config){ .dns_servers = (const char *const *)cfg->dns_servers,
+					 .ndns_servers = cfg->ndns_servers,
+					 .allow_private = cfg->webhook_allow_private,
+					 .max_failures = cfg->webhook_max_failures };
 }
 
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
@@ -209,6 +226,9 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	struct retry_policy policy = retry_policy_of(&s->cfg);
 	queue_set_policy(d->queue, &policy);
 	relay_set_policy(d->relay, &policy);
+	struct webhooks_config wc = webhooks_config_of(&s->cfg);
+	if (webhooks_set_config(d->webhooks, &wc, err, sizeof err) < 0)
+		log_error("webhooks keep their old settings: %s", err);
 	settings_unref(&d->settings);
 	d->settings = s;
 	log_info("configuration reloaded from %s", d->config_path ? d->config_path : "defaults");
@@ -231,6 +251,25 @@ static void raise_nofile(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/* open_records - the event log, the sending rules' counters and lists,
+ * and the webhooks, all read from the store at start. */
+static int open_records(struct daemon *d, char *err, size_t errlen)
+{
+	const struct config *cfg = &d->settings->cfg;
+	const char *db = config_db_path(cfg);
+	if (!(d->events = event_log_new(d->base, d->pool, db, err, errlen)) ||
+	    !(d->sending = policy_new(d->base, d->pool, db, err, errlen)))
+		return -1;
+	struct webhooks_config wc = webhooks_config_of(cfg);
+	if (!(d->webhooks = webhooks_new(d->base, d->pool, d->events, &wc, err, errlen)))
+		return -1;
+	d->smtp_ctx.events = d->http_ctx.events = d->events;
+	d->smtp_ctx.policy = d->http_ctx.policy = d->sending;
+	d->http_ctx.webhooks = d->webhooks;
+	d->http_ctx.smtp = d->smtp;
+	return 0;
 }
 
 /* open_accounts - migrate the store, then load the first snapshot. */
@@ -284,11 +323,13 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	snprintf(path, sizeof path, "%s/spool", cfg->data_dir);
 	if (!(d->spool = spool_open(path, d->pool, err, errlen)))
 		return -1;
-	if (open_accounts(d, err, errlen) < 0 || start_relay(d, err, errlen) < 0)
+	if (open_accounts(d, err, errlen) < 0 || open_records(d, err, errlen) < 0 ||
+	    start_relay(d, err, errlen) < 0)
 		return -1;
 	struct retry_policy policy = retry_policy_of(cfg);
 	struct queue_config qc = { .data_dir = cfg->data_dir, .hostname = cfg->hostname,
-				   .base = d->base, .relay = d->relay, .policy = &policy };
+				   .base = d->base, .relay = d->relay, .policy = &policy,
+				   .events = d->events, .sending = d->sending };
 	if (!(d->queue = queue_new(&qc, d->spool, d->pool))) {
 		snprintf(err, errlen, "queue: out of memory");
 		return -1;
@@ -336,8 +377,11 @@ static void stop(struct daemon *d)
 	workers_free(&d->pool);
 	smtp_server_free(&d->smtp);
 	http_server_free(&d->http);
+	webhooks_free(&d->webhooks); /* it listens to the event log */
 	relay_free(&d->relay); /* before the queue: its requests point into it */
 	queue_free(&d->queue);
+	policy_free(&d->sending);
+	event_log_free(&d->events); /* writes the last events */
 	spool_close(&d->spool);
 	control_free(&d->control);
 	directory_unref(&d->dir);

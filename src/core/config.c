@@ -7,7 +7,8 @@
  * line, the directive and the value ("FILE:LINE: reason").
  *
  * The timeout defaults follow RFC 5321 section 4.5.3.2: five minutes for a
- * command, ten for the data of a message. */
+ * command, ten for the data of a message, for the server and the relay's
+ * client alike. */
 #include "core/config.h"
 
 #include <arpa/inet.h>
@@ -68,6 +69,12 @@ enum { ONCE, REPEATABLE };
 	  set_relay_auth, relay_auth_user, 2, ONCE, 0, 0)                                          \
 	X(relay_from, "relay_from CIDR", "none",                                                   \
 	  add_relay_from, relay_from, 1, REPEATABLE, 0, 0)                                         \
+	X(relay_timeout_connect, "relay_timeout_connect DURATION", "30s",                          \
+	  set_duration, relay_timeout_connect, 1, ONCE, 1, 3600)                                   \
+	X(relay_timeout_command, "relay_timeout_command DURATION", "5m",                           \
+	  set_duration, relay_timeout_command, 1, ONCE, 1, DAY)                                    \
+	X(relay_timeout_data, "relay_timeout_data DURATION", "10m",                                \
+	  set_duration, relay_timeout_data, 1, ONCE, 1, DAY)                                       \
 	X(max_message_size, "max_message_size SIZE", "35M",                                        \
 	  set_size, max_message_size, 1, ONCE, 0, 0)                                               \
 	X(max_recipients, "max_recipients N", "1000",                                              \
@@ -80,6 +87,8 @@ enum { ONCE, REPEATABLE };
 	  set_duration, delay_warning, 1, ONCE, 0, 365 * DAY)                                      \
 	X(webhook_allow_private, "webhook_allow_private yes|no", "no",                             \
 	  set_bool, webhook_allow_private, 1, ONCE, 0, 0)                                          \
+	X(webhook_max_failures, "webhook_max_failures N", "10",                                    \
+	  set_number, webhook_max_failures, 1, ONCE, 1, 1000)                                      \
 	X(store, "store URL", "sqlite:DATA_DIR/tern.db",                                           \
 	  set_store, store, 1, ONCE, 0, 0)                                                         \
 	X(max_connections, "max_connections N", "1000",                                            \
@@ -511,11 +520,15 @@ int config_defaults(struct config *cfg)
 	memcpy(cfg->retry_intervals, retry, sizeof retry);
 	cfg->nretry_intervals = sizeof retry / sizeof retry[0];
 	cfg->remote_port = 25;
+	cfg->relay_timeout_connect = 30;
+	cfg->relay_timeout_command = 5 * 60;
+	cfg->relay_timeout_data = 10 * 60;
 	cfg->max_message_size = 35 * 1024 * 1024;
 	cfg->max_recipients = 1000;
 	cfg->queue_lifetime = 5 * DAY;
 	cfg->delay_warning = 4 * 3600;
 	cfg->webhook_allow_private = 0;
+	cfg->webhook_max_failures = 10;
 	cfg->max_connections = 1000;
 	cfg->max_connections_per_ip = 50;
 	cfg->max_connection_rate = 1000;

@@ -63,6 +63,9 @@ struct config {
 	char *relay_auth_user, *relay_auth_password;
 	struct cidr *relay_from;
 	size_t nrelay_from;
+	/* The relay's SMTP client (seconds): TCP connect; the greeting and each
+	 * reply before the data; the reply after the data. */
+	unsigned relay_timeout_connect, relay_timeout_command, relay_timeout_data;
 
 	uint64_t max_message_size; /* bytes */
 	unsigned max_recipients;
@@ -71,6 +74,7 @@ struct config {
 	unsigned queue_lifetime; /* seconds */
 	unsigned delay_warning; /* seconds */
 	int webhook_allow_private;
+	unsigned webhook_max_failures; /* consecutive failed posts before a webhook is disabled */
 	char *store; /* "sqlite:/path" or "postgresql://..." */
 
 	/* Limits and timeouts (seconds) of the SMTP server. */

@@ -201,8 +201,14 @@ void control_free(struct control **pc)
 	if (!c)
 		return;
 	*pc = NULL;
-	while (c->requests)
-		request_free(c->requests);
+	struct control_request *r = c->requests;
+	c->requests = NULL;
+	while (r) {
+		struct control_request *next = r->next;
+		bufferevent_free(r->bev);
+		free(r);
+		r = next;
+	}
 	evconnlistener_free(c->listener);
 	unlink(c->path);
 	free(c);

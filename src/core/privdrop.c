@@ -9,11 +9,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* PW_BUF_MAX - room for one passwd entry's strings (name, gecos, home,
+ * shell); getpwnam_r says ERANGE when an entry does not fit. */
+#define PW_BUF_MAX 16384
+
+/* user_lookup - NAME's entry into PW with its strings in BUF; NULL when
+ * there is no such user or it cannot be read.  getpwnam_r, not getpwnam:
+ * no static storage shared with other threads. */
+static struct passwd *user_lookup(const char *name, struct passwd *pw, char *buf)
+{
+	struct passwd *found = NULL;
+	if (getpwnam_r(name, pw, buf, PW_BUF_MAX, &found) != 0)
+		return NULL;
+	return found;
+}
+
 int privdrop_lookup(const char *name, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 {
-	struct passwd *pw = getpwnam(name);
+	char buf[PW_BUF_MAX];
+	struct passwd entry;
+	struct passwd *pw = user_lookup(name, &entry, buf);
 	if (!pw && strcmp(name, "tern") == 0)
-		pw = getpwnam("nobody");
+		pw = user_lookup("nobody", &entry, buf);
 	if (!pw) {
 		snprintf(err, errlen, "no such user: %s", name);
 		return -1;

@@ -264,30 +264,25 @@ static int write_message(int fd, const char *prefix, size_t prefixlen, int body_
 
 /* ---- delivery ---- */
 
-int maildir_deliver(const char *root, const char *local, const char *domain, const char *hostname,
-		    const char *prefix, size_t prefixlen, int body_fd, long body_off,
-		    size_t bodylen)
+/* deliver_named - write tmp/NAME, link it to new/NAME,S=..,W=.. and make
+ * that durable.  ONCE: NAME is the caller's stable name for this delivery,
+ * so a leftover tmp/NAME is a crashed attempt of it (overwritten) and an
+ * existing new/ entry means the message is there already (0). */
+static int deliver_named(const char *root, const char *base, const char *name, int once,
+			 const char *prefix, size_t prefixlen, int body_fd, long body_off,
+			 size_t bodylen)
 {
-	char base[MAILDIR_PATH_MAX], host[HOST_MAX + 1];
 	char tmpname[600], newname[700];
-	if (maildir_path(root, local, domain, base, sizeof base) < 0)
-		return -1;
 	int newfd = -1, mdfd = open_maildir(root, base, &newfd);
 	if (mdfd < 0)
 		return -1;
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	host_escape(host, sizeof host, hostname);
-	unsigned long q = atomic_fetch_add(&delivery_counter, 1) + 1;
-	char name[512];
-	snprintf(name, sizeof name, "%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
-		 (long)getpid(), q, host);
 	snprintf(tmpname, sizeof tmpname, "tmp/%s", name);
 	int linked = 0, e;
 	uint64_t size = 0, wsize = 0;
-	int fd = openat(mdfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (once ? O_TRUNC : O_EXCL);
+	int fd = openat(mdfd, tmpname, flags, 0600);
 	if (fd < 0 && errno == ENOENT && make_maildir(root, base) == 0) /* tmp/ was removed */
-		fd = openat(mdfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		fd = openat(mdfd, tmpname, flags, 0600);
 	if (fd < 0)
 		goto fail_nofile;
 	if (write_message(fd, prefix, prefixlen, body_fd, body_off, bodylen, &size, &wsize) < 0 ||
@@ -300,7 +295,7 @@ int maildir_deliver(const char *root, const char *local, const char *domain, con
 	snprintf(newname, sizeof newname, "new/%s,S=%llu,W=%llu", name, (unsigned long long)size,
 		 (unsigned long long)wsize);
 	/* link, not rename: it refuses to replace an existing message. */
-	if (linkat(mdfd, tmpname, mdfd, newname, 0) < 0)
+	if (linkat(mdfd, tmpname, mdfd, newname, 0) < 0 && !(once && errno == EEXIST))
 		goto fail;
 	linked = 1;
 	if (fsync(newfd) < 0)
@@ -313,7 +308,7 @@ fail:
 	e = errno;
 	if (fd >= 0)
 		close(fd);
-	if (linked)
+	if (linked && !once)
 		unlinkat(mdfd, newname, 0);
 	unlinkat(mdfd, tmpname, 0);
 	errno = e;
@@ -323,4 +318,51 @@ fail_nofile:
 	close(mdfd);
 	errno = e;
 	return -1;
+}
+
+int maildir_deliver(const char *root, const char *local, const char *domain, const char *hostname,
+		    const char *prefix, size_t prefixlen, int body_fd, long body_off,
+		    size_t bodylen)
+{
+	char base[MAILDIR_PATH_MAX], host[HOST_MAX + 1], name[512];
+	if (maildir_path(root, local, domain, base, sizeof base) < 0)
+		return -1;
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	host_escape(host, sizeof host, hostname);
+	unsigned long q = atomic_fetch_add(&delivery_counter, 1) + 1;
+	snprintf(name, sizeof name, "%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
+		 (long)getpid(), q, host);
+	return deliver_named(root, base, name, 0, prefix, prefixlen, body_fd, body_off, bodylen);
+}
+
+/* valid_key - a delivery key as maildir.h allows it. */
+static int valid_key(const char *key)
+{
+	size_t n = key ? strlen(key) : 0;
+	if (n == 0 || n > MAILDIR_KEY_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = key[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+int maildir_deliver_once(const char *root, const char *local, const char *domain,
+			 const char *hostname, long long when, const char *key, const char *prefix,
+			 size_t prefixlen, int body_fd, long body_off, size_t bodylen)
+{
+	char base[MAILDIR_PATH_MAX], host[HOST_MAX + 1], name[512];
+	if (!valid_key(key) || when < 0)
+		return errno = EINVAL, -1;
+	if (maildir_path(root, local, domain, base, sizeof base) < 0)
+		return -1;
+	host_escape(host, sizeof host, hostname);
+	/* "K" in place of Dovecot's "M<usec>P<pid>Q<n>": the key is unique on
+	 * its own, and the same for every attempt of one delivery. */
+	snprintf(name, sizeof name, "%lld.K%s.%s", when, key, host);
+	return deliver_named(root, base, name, 1, prefix, prefixlen, body_fd, body_off, bodylen);
 }

@@ -32,4 +32,22 @@ int maildir_deliver(const char *root, const char *local, const char *domain,
 		    const char *hostname, const char *prefix, size_t prefixlen,
 		    int body_fd, long body_off, size_t bodylen);
 
+/* The longest delivery KEY of maildir_deliver_once. */
+#define MAILDIR_KEY_MAX 64
+
+/* maildir_deliver_once - maildir_deliver for a delivery that may be
+ * repeated after a crash (between the link into new/ and the caller's
+ * durable record of it).  The file is named "WHEN.KKEY.HOST,S=..,W=.."
+ * instead: KEY ([0-9A-Za-z_-], 1 to MAILDIR_KEY_MAX bytes) and WHEN (e.g.
+ * the message's arrival time) must be the same on every attempt of one
+ * delivery and unique to it, such as the spool id and the recipient's
+ * index.  When new/ already holds the message under that name, nothing
+ * is added and the result is 0: the repeated delivery is not stored twice.
+ * A copy that a mail client has already moved to cur/ is not looked for.
+ * EINVAL for a bad KEY or a negative WHEN. */
+int maildir_deliver_once(const char *root, const char *local, const char *domain,
+			 const char *hostname, long long when, const char *key,
+			 const char *prefix, size_t prefixlen, int body_fd,
+			 long body_off, size_t bodylen);
+
 #endif

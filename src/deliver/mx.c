@@ -49,6 +49,7 @@ struct mx_lookup {
 	char key[MX_NAME_MAX + 1];
 	int outstanding; /* queries not answered yet */
 	int finished;
+	int host_only; /* mx_resolve_host: addresses of one name, not cached */
 	uint32_t ttl; /* smallest TTL seen */
 	int tempfail[MX_HOSTS_MAX];
 	struct event *done; /* hands the result over outside c-ares */
@@ -305,7 +306,7 @@ static void cache_put(struct mx_resolver *r, const char *key, const struct mx_re
 		if (!victim || (victim->res && (!s->res || s->expires < victim->expires)))
 			victim = s;
 	}
-	struct mx_result *copy = malloc(sizeof *copy);
+	struct mx_result *copy = victim ? malloc(sizeof *copy) : NULL;
 	if (!copy)
 		return;
 	*copy = *res;
@@ -417,7 +418,8 @@ static void finish(struct mx_lookup *lk, enum mx_status st, const char *error)
 	res->error = st == MX_OK ? NULL : error;
 	if (st != MX_OK)
 		res->nhosts = 0;
-	if ((st == MX_OK || st == MX_NULL) && !res->literal && !res->cached)
+	/* The cache holds mail routes; a host lookup is not one. */
+	if ((st == MX_OK || st == MX_NULL) && !res->literal && !res->cached && !lk->host_only)
 		cache_put(lk->r, lk->key, res, lk->ttl);
 	shuffle_equal(res);
 	static const struct timeval now = {0, 0};
@@ -455,9 +457,12 @@ static void finish_hosts(struct mx_lookup *lk)
 	if (kept)
 		finish(lk, MX_OK, NULL);
 	else if (tempfail)
-		finish(lk, MX_TEMPFAIL, "address lookup of every MX host failed temporarily");
+		finish(lk, MX_TEMPFAIL,
+		       lk->host_only ? "the address lookup failed temporarily"
+				     : "address lookup of every MX host failed temporarily");
 	else
-		finish(lk, MX_NOHOSTS, "no MX host has an address");
+		finish(lk, MX_NOHOSTS,
+		       lk->host_only ? "the name has no address" : "no MX host has an address");
 }
 
 static void add_addr(struct mx_host *h, int family, const void *addr)
@@ -661,16 +666,18 @@ static int domain_key(const char *domain, char *key, size_t keylen)
 	return label ? 0 : -1;
 }
 
-int mx_resolve(struct mx_resolver *r, const char *domain, mx_cb cb, void *arg)
+/* lookup_new - a lookup of NAME linked into R, its result empty; NULL
+ * when out of memory. */
+static struct mx_lookup *lookup_new(struct mx_resolver *r, const char *name, mx_cb cb, void *arg)
 {
 	struct mx_lookup *lk = calloc(1, sizeof *lk);
 	if (!lk)
-		return -1;
+		return NULL;
 	lk->res = calloc(1, sizeof *lk->res);
 	lk->done = evtimer_new(r->base, on_done, lk);
 	if (!lk->res || !lk->done) {
 		lookup_free(lk);
-		return -1;
+		return NULL;
 	}
 	lk->r = r;
 	lk->cb = cb;
@@ -680,8 +687,16 @@ int mx_resolve(struct mx_resolver *r, const char *domain, mx_cb cb, void *arg)
 	if (r->lookups)
 		r->lookups->prev = lk;
 	r->lookups = lk;
+	snprintf(lk->res->domain, sizeof lk->res->domain, "%s", name);
+	return lk;
+}
+
+int mx_resolve(struct mx_resolver *r, const char *domain, mx_cb cb, void *arg)
+{
+	struct mx_lookup *lk = lookup_new(r, domain, cb, arg);
+	if (!lk)
+		return -1;
 	struct mx_result *res = lk->res;
-	snprintf(res->domain, sizeof res->domain, "%s", domain);
 	if (domain[0] == '[') {
 		res->literal = 1;
 		res->nhosts = 1;
@@ -708,6 +723,35 @@ int mx_resolve(struct mx_resolver *r, const char *domain, mx_cb cb, void *arg)
 	lk->q[0].type = ns_t_mx;
 	lk->outstanding = 1;
 	ares_query(r->channel, lk->key, ns_c_in, ns_t_mx, on_mx, &lk->q[0]);
+	rearm_timer(r);
+	return 0;
+}
+
+/* mx_resolve_host - a lookup with one host: a literal at once, else A
+ * and AAAA (see mx.h). */
+int mx_resolve_host(struct mx_resolver *r, const char *name, mx_cb cb, void *arg)
+{
+	struct mx_lookup *lk = lookup_new(r, name, cb, arg);
+	if (!lk)
+		return -1;
+	struct mx_result *res = lk->res;
+	struct mx_host *h = &res->hosts[0];
+	unsigned char addr[16];
+	lk->host_only = 1;
+	res->nhosts = 1;
+	snprintf(h->name, sizeof h->name, "%s", name);
+	if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1) {
+		res->literal = 1;
+		add_addr(h, strchr(name, ':') ? AF_INET6 : AF_INET, addr);
+		finish(lk, MX_OK, NULL);
+		return 0;
+	}
+	if (domain_key(name, lk->key, sizeof lk->key) < 0) {
+		finish(lk, MX_NXDOMAIN, "not a DNS host name");
+		return 0;
+	}
+	snprintf(h->name, sizeof h->name, "%s", lk->key);
+	start_addr_queries(lk);
 	rearm_timer(r);
 	return 0;
 }

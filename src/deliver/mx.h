@@ -106,6 +106,15 @@ void mx_resolver_free(struct mx_resolver **r);
  * callback). */
 int mx_resolve(struct mx_resolver *r, const char *domain, mx_cb cb, void *arg);
 
+/* mx_resolve_host - the addresses of one host NAME (A and AAAA; an IPv4 or
+ * IPv6 literal without brackets is answered without DNS), as a result
+ * with one host (hosts[0].name the name asked, lower case) or none: MX_OK,
+ * MX_NOHOSTS (no such name, or no address), MX_NXDOMAIN (not a host name),
+ * MX_TEMPFAIL.  Not cached: each call asks the servers (the caller checks
+ * what it connects to, and wants what the name says now).  CB as for
+ * mx_resolve; returns 0, or -1 when out of memory (no callback). */
+int mx_resolve_host(struct mx_resolver *r, const char *name, mx_cb cb, void *arg);
+
 /* mx_result_free - free RES and clear *RES. */
 void mx_result_free(struct mx_result **res);
 

@@ -379,6 +379,7 @@ static int parse_addresses(struct draft *d, unsigned max_rcpts, struct api_error
 		return bad(e, 400, "invalid_request", "no recipient: give to, cc or bcc");
 	if (!(d->rcpts = calloc(n, sizeof *d->rcpts)))
 		return bad(e, 500, "internal", "out of memory");
+	d->nrcpts = 0;
 	add_rcpts(d, &d->to);
 	add_rcpts(d, &d->cc);
 	add_rcpts(d, &d->bcc);
@@ -471,6 +472,8 @@ struct api_send {
 	char message_id[128];
 	char peer[64];
 	int64_t key_id;
+	char *subject; /* for the message's record */
+	char *tags; /* JSON array text */
 };
 
 static void send_detach(struct http_pending *p)
@@ -492,8 +495,10 @@ static void commit_done(void *arg, int ok, int errnum)
 		log_error("%s: spool commit failed: %s", s->env.id, strerror(errnum));
 	if (s->srv) {
 		http_pending_remove(s->srv, &s->pending);
-		if (ok)
+		if (ok) {
 			queue_add(s->srv->ctx->queue, &s->env);
+			api_record_accepted(s->srv, &s->env, s->subject, s->tags);
+		}
 		json_t *rcpts = json_array();
 		for (size_t i = 0; rcpts && i < s->env.nrcpts; i++)
 			json_array_append_new(rcpts, json_string(s->env.rcpts[i].address));
@@ -509,6 +514,8 @@ static void commit_done(void *arg, int ok, int errnum)
 		}
 	}
 	envelope_free(&s->env);
+	free(s->subject);
+	free(s->tags);
 	free(s);
 }
 
@@ -595,15 +602,27 @@ void api_messages_post(struct api_request *r)
 		http_reply_error(r->req, 503, "unavailable", "not ready to accept mail");
 		return;
 	}
-	if (parse_body(r, &d, &e) < 0 || check_policy(r, &d, &e) < 0 ||
-	    !(s = build_send(r, &d, &body, &e))) {
+	struct api_refusal refusal;
+	if (parse_body(r, &d, &e) == 0 && check_policy(r, &d, &e) == 0 &&
+	    api_send_limits(r, d.rcpts, d.nrcpts, &refusal) < 0) {
+		log_info("http %s: message refused: %d %s", r->peer, refusal.status, refusal.code);
+		api_refusal_reply(r->req, &refusal);
+		draft_free(&d);
+		return;
+	}
+	if (e.status || !(s = build_send(r, &d, &body, &e))) {
 		char safe[160];
 		log_info("http %s: message refused: %d %s: %s", r->peer, e.status, e.code,
 			 log_sanitize(safe, sizeof safe, e.message, strlen(e.message)));
+		if (e.status == 403 || e.status == 422) /* the rules, not the syntax */
+			api_record_rejection(r, NULL, e.status, e.message);
 		http_reply_error(r->req, e.status, e.code, "%s", e.message);
 		draft_free(&d);
 		return;
 	}
+	s->subject = strdup(d.subject ? d.subject : "");
+	json_t *tags = json_object_get(d.root, "tags");
+	s->tags = json_is_array(tags) ? json_dumps(tags, JSON_COMPACT) : NULL;
 	draft_free(&d);
 	s->srv = r->srv;
 	s->req = r->req;

@@ -32,16 +32,51 @@
 
 static void healthz(struct api_request *r);
 
-/* The API.  Later stages add their paths here. */
+/* The API.  A path may have one entry per method (or set of methods);
+ * a prefix entry ("/v1/messages/") takes what follows it as a parameter. */
 static const struct http_route routes[] = {
 	{ "/v1/messages", EVHTTP_REQ_POST, 1, api_messages_post },
+	{ "/v1/messages/", EVHTTP_REQ_GET, 1, api_messages_get },
+	{ "/v1/events", EVHTTP_REQ_GET, 1, api_events_list },
+	{ "/v1/events/stream", EVHTTP_REQ_GET, 1, api_events_stream },
+	{ "/v1/stats", EVHTTP_REQ_GET, 1, api_stats_get },
+	{ "/v1/suppressions", EVHTTP_REQ_GET, 1, api_suppressions_list },
+	{ "/v1/suppressions", EVHTTP_REQ_POST, 1, api_suppressions_post },
+	{ "/v1/suppressions/", EVHTTP_REQ_DELETE, 1, api_suppressions_delete },
+	{ "/v1/webhooks", EVHTTP_REQ_GET, 1, api_webhooks_list },
+	{ "/v1/webhooks", EVHTTP_REQ_POST, 1, api_webhooks_post },
+	{ "/v1/webhooks/", EVHTTP_REQ_DELETE, 1, api_webhooks_delete },
+	{ "/metrics", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, 0, api_metrics },
 	{ "/healthz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, 0, healthz },
 };
 
+/* Answers sent, by status, for /metrics (tern_http_requests_total).  One
+ * server per process, on the loop thread only. */
+static unsigned long reply_counts[HTTP_STATUS_MAX];
+
 /* ---- replies ---- */
+
+void http_count_reply(int status)
+{
+	if (status >= 100 && status < HTTP_STATUS_MAX)
+		reply_counts[status]++;
+}
+
+const unsigned long *http_reply_counts(void)
+{
+	return reply_counts;
+}
+
+void http_reply_empty(struct evhttp_request *req, int status)
+{
+	http_count_reply(status);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	evhttp_send_reply(req, status, NULL, NULL);
+}
 
 void http_reply_json(struct evhttp_request *req, int status, json_t *body)
 {
+	http_count_reply(status);
 	struct evbuffer *buf = evbuffer_new();
 	char *text = body ? json_dumps(body, JSON_COMPACT) : strdup("{}");
 	json_decref(body);
@@ -119,30 +154,44 @@ static const char *method_name(unsigned m)
 	return "?";
 }
 
-/* route_for - the route whose path matches PATH, or NULL. */
-static const struct http_route *route_for(const char *path)
+/* path_matches - is PATH the route path RP, or under it when RP ends in
+ * '/' (with something after the slash)? */
+static int path_matches(const char *rp, const char *path)
 {
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		const char *rp = routes[i].path;
-		size_t n = strlen(rp);
-		if (rp[n - 1] == '/' ? strncmp(path, rp, n) == 0 && path[n] : strcmp(path, rp) == 0)
-			return &routes[i];
-	}
-	return NULL;
+	size_t n = strlen(rp);
+	return rp[n - 1] == '/' ? strncmp(path, rp, n) == 0 && path[n] : strcmp(path, rp) == 0;
 }
 
-static void method_not_allowed(struct evhttp_request *req, const struct http_route *rt)
+/* route_for - the route whose path matches PATH and that answers METHOD,
+ * or NULL; *ALLOWED gets the methods of every route of that path (0: no
+ * such path). */
+static const struct http_route *route_for(const char *path, unsigned method, unsigned *allowed)
 {
-	char allow[96] = "";
+	const struct http_route *found = NULL;
+	*allowed = 0;
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		if (!path_matches(routes[i].path, path))
+			continue;
+		*allowed |= routes[i].methods;
+		if (!found && (routes[i].methods & method))
+			found = &routes[i];
+	}
+	return found;
+}
+
+static void method_not_allowed(struct evhttp_request *req, const char *path, unsigned methods)
+{
+	char allow[96] = "", safe[128];
 	for (size_t i = 0; i < sizeof method_names / sizeof method_names[0]; i++)
-		if (rt->methods & method_names[i].method) {
+		if (methods & method_names[i].method) {
 			size_t n = strlen(allow);
 			snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "",
 				 method_names[i].name);
 		}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
 	http_reply_error(req, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
-			 method_name(evhttp_request_get_command(req)), rt->path, allow);
+			 method_name(evhttp_request_get_command(req)),
+			 log_sanitize(safe, sizeof safe, path, strlen(path)), allow);
 }
 
 static int defer(struct http_server *srv, struct evhttp_request *req);
@@ -178,13 +227,14 @@ static void dispatch(struct http_server *srv, struct evhttp_request *req, int wa
 	char safe[128];
 	log_debug("http %s: %s %s", r.peer, method_name(method),
 		  log_sanitize(safe, sizeof safe, r.path, strlen(r.path)));
-	const struct http_route *rt = route_for(r.path);
-	if (!rt) {
+	unsigned allowed;
+	const struct http_route *rt = route_for(r.path, method, &allowed);
+	if (!allowed) {
 		http_reply_error(req, 404, "not_found", "no such resource: %s", safe);
 		return;
 	}
-	if (!(rt->methods & method)) {
-		method_not_allowed(req, rt);
+	if (!rt) {
+		method_not_allowed(req, r.path, allowed);
 		return;
 	}
 	if (rt->needs_key && !waited && keys_stale(srv)) {
@@ -223,7 +273,7 @@ struct http_server *http_server_new(const struct http_context *ctx, struct setti
 	const struct config *cfg = &s->cfg;
 	size_t n = cfg->nlistens ? cfg->nlistens : 1;
 	if (!srv || !(srv->fds = calloc(n, sizeof *srv->fds)) ||
-	    !(srv->bound = calloc(n, sizeof *srv->bound))) {
+	    !(srv->bound = calloc(n, sizeof(struct evhttp_bound_socket *)))) {
 		if (srv)
 			free(srv->fds);
 		free(srv);
@@ -524,6 +574,7 @@ void http_server_free(struct http_server **psrv)
 	}
 	if (srv->http)
 		evhttp_free(srv->http);
+	api_read_pool_unref(&srv->reads);
 	apikey_set_free(&srv->keys);
 	settings_unref(&srv->settings);
 	directory_unref(&srv->dir);

@@ -9,8 +9,8 @@
  * 2xx, so delivery is in order, at least once, and survives restarts.
  * A failure (connect error, timeout, non-2xx) retries the same event
  * after 1 s, 2 s, 4 s ... at most WEBHOOK_BACKOFF_MAX; after
- * WEBHOOK_MAX_FAILURES consecutive failures the webhook is disabled (shown
- * by GET /v1/webhooks) and no longer tried.
+ * webhook_max_failures (default WEBHOOK_MAX_FAILURES) consecutive failures
+ * the webhook is disabled (shown by GET /v1/webhooks) and no longer tried.
  *
  * Before each connection the URL's host is resolved through the daemon's
  * DNS servers (c-ares) and every address checked: loopback, private,
@@ -42,6 +42,7 @@ struct webhooks_config {
 	const char *const *dns_servers; /* as mx_config; copied */
 	size_t ndns_servers;
 	int allow_private; /* webhook_allow_private */
+	unsigned max_failures; /* webhook_max_failures; 0: WEBHOOK_MAX_FAILURES */
 };
 
 /* webhooks_new - load the webhooks from the store (blocking: start-up)
@@ -53,7 +54,8 @@ struct webhooks *webhooks_new(struct event_base *base, struct workers *pool,
  * again after the next start).  Clears *W. */
 void webhooks_free(struct webhooks **w);
 
-/* webhooks_set_config - a reload: new DNS servers and allow_private. */
+/* webhooks_set_config - a reload: new DNS servers, allow_private and
+ * max_failures. */
 int webhooks_set_config(struct webhooks *w, const struct webhooks_config *cfg, char *err,
 			size_t errlen);
 
@@ -67,8 +69,9 @@ int webhooks_url_check(const char *url, char *err, size_t errlen);
  * webhooks_add resolves the URL's host and checks its addresses first,
  * then stores the webhook and answers DONE(ARG, status, id, secret,
  * message): status 201 with the id and the new secret (hex), or 400/422
- * with a message.  USER "" is an admin's webhook (every user's events).
- * webhooks_del answers 204 or 404.  Callbacks run on the loop, never
+ * with a message (500 when the store fails).  USER "" is an admin's
+ * webhook (every user's events).  webhooks_del answers 204 or 404 (500
+ * when the store fails).  Callbacks run on the loop, never
  * from inside the call; webhooks_cancel stops a pending callback for ARG
  * (the request went away). */
 typedef void (*webhooks_add_cb)(void *arg, int status, int64_t id, const char *secret,
@@ -82,7 +85,8 @@ void webhooks_cancel(struct webhooks *w, void *arg);
 
 /* webhooks_list_json - USER's webhooks (NULL: all) as a JSON array of
  * {id, url, events[], state ("active"|"disabled"), failures, last_error,
- * created}; the secret is never shown again.  New reference. */
+ * created, user ("" for an admin's webhook of every user)}; the secret
+ * is never shown again.  New reference. */
 struct json_t;
 struct json_t *webhooks_list_json(struct webhooks *w, const char *user);
 

@@ -9,7 +9,9 @@
  *
  * Everything written is built from bounded pieces: reply texts are cut at
  * DSN_TEXT_MAX, every line is folded below 998 octets, the original is
- * read at most DSN_FULL_MAX (whole) or DSN_HEADERS_MAX (headers) octets. */
+ * read at most DSN_FULL_MAX (whole) or DSN_HEADERS_MAX (headers) octets.
+ * The values written into the fields (statuses, decoded xtext, cleaned
+ * text, addresses) come from the encoders of dsn_encode.c. */
 #include "queue/dsn.h"
 
 #include <errno.h>
@@ -24,9 +26,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "queue/dsn_private.h"
 #include "smtp/command.h"
 
-#define DSN_TEXT_MAX	4096 /* a reply, reason or address as written */
 #define SOFT_WIDTH	78   /* RFC 5322 2.1.1 SHOULD */
 #define HARD_WIDTH	980  /* break here when no space allows better (< 998) */
 #define LINE_MAX_OCTETS 998  /* RFC 5322 2.1.1 MUST, CRLF excluded */
@@ -47,228 +49,6 @@ int dsn_wants(const char *sender, unsigned notify, enum dsn_kind kind, int sende
 	case DSN_SUCCESS:
 		return (notify & SMTP_NOTIFY_SUCCESS) != 0;
 	}
-	return 0;
-}
-
-/* ------------------------------------------------------- status and xtext */
-
-/* status_len - length of an RFC 3463 status at S ("2|4|5 . 1*3digit .
- * 1*3digit") ending at a space, '\r', '\n' or the string's end; 0 if none. */
-static size_t status_len(const char *s)
-{
-	if (s[0] != '2' && s[0] != '4' && s[0] != '5')
-		return 0;
-	size_t i = 1;
-	for (int part = 0; part < 2; part++) {
-		if (s[i++] != '.')
-			return 0;
-		size_t digits = 0;
-		while (s[i] >= '0' && s[i] <= '9' && digits < 4) {
-			i++;
-			digits++;
-		}
-		if (digits == 0 || digits > 3)
-			return 0;
-	}
-	if (s[i] && s[i] != ' ' && s[i] != '\r' && s[i] != '\n')
-		return 0;
-	return i;
-}
-
-int dsn_status_from_reply(const char *reply, char *out)
-{
-	out[0] = '\0';
-	if (!reply || reply[0] < '2' || reply[0] > '5' || reply[0] == '3')
-		return 0;
-	if (reply[1] < '0' || reply[1] > '9' || reply[2] < '0' || reply[2] > '9')
-		return 0;
-	char sep = reply[3];
-	if (sep && sep != ' ' && sep != '-' && sep != '\r' && sep != '\n')
-		return 0;
-	int cls = reply[0] - '0';
-	const char *p = sep == ' ' || sep == '-' ? reply + 4 : reply + 3;
-	while (*p == ' ')
-		p++;
-	size_t n = status_len(p);
-	if (n && p[0] == reply[0] && n < DSN_STATUS_MAX) {
-		memcpy(out, p, n);
-		out[n] = '\0';
-	} else {
-		snprintf(out, DSN_STATUS_MAX, "%d.0.0", cls);
-	}
-	return cls;
-}
-
-/* hexval - value of a hex digit (either case), or -1. */
-static int hexval(unsigned char c)
-{
-	static const char digits[] = "0123456789ABCDEF";
-	const char *d = c ? strchr(digits, c >= 'a' && c <= 'f' ? c - 32 : c) : NULL;
-	return d ? (int)(d - digits) : -1;
-}
-
-int dsn_xtext_decode(const char *in, size_t len, char *out, size_t outlen)
-{
-	const unsigned char *p = (const unsigned char *)in;
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		int c = p[i];
-		if (c == '+') {
-			if (len - i < 3 || hexval(p[i + 1]) < 0 || hexval(p[i + 2]) < 0)
-				return -1;
-			c = hexval(p[i + 1]) * 16 + hexval(p[i + 2]);
-			if (c == 0)
-				return -1;
-			i += 2;
-		} else if (c < '!' || c > '~' || c == '=') {
-			return -1;
-		}
-		if (o + 1 >= outlen)
-			return -1;
-		out[o++] = (char)c;
-	}
-	if (outlen == 0)
-		return -1;
-	out[o] = '\0';
-	return (int)o;
-}
-
-/* utf8_seq - length of the well-formed UTF-8 sequence at S (N octets
- * available) and its code point in *CP; 0 when it is not one (overlong,
- * surrogate, beyond U+10FFFF, truncated). */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	if (n == 0)
-		return 0;
-	uint32_t c = s[0], v, min;
-	size_t k;
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	} else if (c >= 0xC2 && c <= 0xDF) {
-		k = 2, v = c & 0x1F, min = 0x80;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		k = 3, v = c & 0x0F, min = 0x800;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		k = 4, v = c & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < k)
-		return 0;
-	for (size_t i = 1; i < k; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3F);
-	}
-	if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return 0;
-	*cp = v;
-	return k;
-}
-
-/* clean_text - S as one line of text into OUT (OUTLEN bytes): line breaks
- * and runs of white space become one space, controls and malformed UTF-8
- * become '?', and with ASCII every non-ASCII character too.  Cut with
- * "..." when it does not fit.  Returns 1 when OUT holds non-ASCII. */
-static int clean_text(const char *s, int ascii, char *out, size_t outlen)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), o = 0, i = 0;
-	int space = 0, high = 0;
-	while (i < n) {
-		uint32_t cp;
-		size_t k = 1;
-		const unsigned char *src = p + i;
-		if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n') {
-			space = o > 0;
-			i++;
-			continue;
-		}
-		if (p[i] < 0x20 || p[i] == 0x7f) {
-			src = (const unsigned char *)"?";
-		} else if (p[i] >= 0x80) {
-			k = utf8_seq(p + i, n - i, &cp);
-			if (k == 0 || ascii)
-				src = (const unsigned char *)"?";
-		}
-		size_t w = src == p + i ? k : 1;
-		if (o + space + w + 4 > outlen) {
-			if (o + 4 <= outlen)
-				memcpy(out + o, "...", 3), o += 3;
-			break;
-		}
-		if (space)
-			out[o++] = ' ';
-		space = 0;
-		memcpy(out + o, src, w);
-		high |= w > 1;
-		o += w;
-		i += k ? k : 1;
-	}
-	out[o] = '\0';
-	return high;
-}
-
-/* addr_value - "rfc822; ADDR" when ADDR is printable ASCII, else "utf-8; "
- * and ADDR in RFC 6533 3 utf-8-addr-xtext (7-bit: '+', '=', '\', space,
- * DEL and non-ASCII characters as "\x{HEX}"; controls and malformed octets
- * as '?'), into OUT.  Returns 1 when ADDR was not ASCII. */
-static int addr_value(const char *addr, size_t len, char *out, size_t outlen)
-{
-	const unsigned char *p = (const unsigned char *)addr;
-	int ascii = 1;
-	for (size_t i = 0; i < len; i++)
-		if (p[i] < 0x20 || p[i] >= 0x7f)
-			ascii = 0;
-	size_t o = (size_t)snprintf(out, outlen, ascii ? "rfc822; " : "utf-8; ");
-	for (size_t i = 0; i < len;) {
-		char piece[16];
-		uint32_t cp = '?';
-		size_t k = utf8_seq(p + i, len - i, &cp);
-		if (k == 0 || cp < 0x20)
-			k = k ? k : 1, cp = '?';
-		if (ascii || (cp > 0x20 && cp < 0x7f && cp != '+' && cp != '=' && cp != '\\'))
-			snprintf(piece, sizeof piece, "%c", (char)cp);
-		else
-			snprintf(piece, sizeof piece, cp < 0x100 ? "\\x{%02X}" : "\\x{%X}",
-				 (unsigned)cp);
-		size_t w = strlen(piece);
-		if (o + w >= outlen)
-			break;
-		memcpy(out + o, piece, w + 1);
-		o += w;
-		i += k;
-	}
-	out[o < outlen ? o : outlen - 1] = '\0';
-	return !ascii;
-}
-
-/* orcpt_value - the Original-Recipient value of ORCPT ("type;xtext" as
- * received): the xtext decoded (RFC 3461 4.2); written as addr_value()
- * when the type is rfc822 or utf-8, kept as received (it is ASCII) when
- * the type is another or the xtext does not decode.  0, or -1 when ORCPT
- * has no type or no address. */
-static int orcpt_value(const char *orcpt, char *out, size_t outlen)
-{
-	const char *semi = strchr(orcpt, ';');
-	if (!semi || semi == orcpt)
-		return -1;
-	size_t tlen = (size_t)(semi - orcpt);
-	char dec[DSN_TEXT_MAX];
-	int n = dsn_xtext_decode(semi + 1, strlen(semi + 1), dec, sizeof dec);
-	if (n == 0)
-		return -1;
-	int utf8 = tlen == 5 && !strncasecmp(orcpt, "utf-8", 5);
-	char raw[DSN_TEXT_MAX];
-	if (n > 0 && (utf8 || (tlen == 6 && !strncasecmp(orcpt, "rfc822", 6)))) {
-		/* a utf-8 address already in its 7-bit form keeps its type */
-		if (!addr_value(dec, (size_t)n, out, outlen) && utf8)
-			snprintf(out, outlen, "utf-8; %s", dec);
-		return 0;
-	}
-	clean_text(orcpt, 1, raw, sizeof raw);
-	snprintf(out, outlen, "%s", raw);
 	return 0;
 }
 
@@ -509,7 +289,7 @@ static int read_original(const struct dsn_report *r, struct original *o, int *he
 		errno = e;
 		return -1;
 	}
-	size_t hlen = header_end(d, n, n == r->body_size);
+	size_t hlen = n ? header_end(d, n, n == r->body_size) : 0;
 	for (size_t i = 0; i < n; i++) {
 		if ((unsigned char)d[i] >= 0x80) {
 			o->eight_bit = 1;
@@ -556,7 +336,7 @@ static const char *action_name(enum dsn_action a)
 static void rcpt_status(const struct dsn_rcpt *rc, enum dsn_action a, char *out)
 {
 	if (rc->status) {
-		size_t n = status_len(rc->status);
+		size_t n = dsn_status_len(rc->status);
 		if (n && !rc->status[n] && n < DSN_STATUS_MAX) {
 			memcpy(out, rc->status, n + 1);
 			return;
@@ -595,20 +375,20 @@ static int rcpt_reason(const struct dsn_rcpt *rc, enum dsn_action a, char *out, 
 	};
 	char piece[DSN_TEXT_MAX], mta[300];
 	int high = 0;
-	out[0] = '\0';
+	memset(out, 0, cap);
 	if (rc->reason && *rc->reason) {
-		high |= clean_text(rc->reason, 0, piece, sizeof piece);
+		high |= dsn_clean_text(rc->reason, 0, piece, sizeof piece);
 		append(out, cap, piece);
 	}
 	if (rc->reply && *rc->reply) {
 		append(out, cap, out[0] ? "; " : "");
 		if (rc->remote_mta && *rc->remote_mta) {
-			clean_text(rc->remote_mta, 1, mta, sizeof mta);
+			dsn_clean_text(rc->remote_mta, 1, mta, sizeof mta);
 			append(out, cap, "host ");
 			append(out, cap, mta);
 			append(out, cap, " said: ");
 		}
-		high |= clean_text(rc->reply, 0, piece, sizeof piece);
+		high |= dsn_clean_text(rc->reply, 0, piece, sizeof piece);
 		append(out, cap, piece);
 	}
 	if (!out[0])
@@ -632,7 +412,7 @@ static int put_text_part(struct out *o, const struct dsn_report *r, const struct
 	char host[300];
 	long long late = r->now > r->env->received ? (long long)(r->now - r->env->received) : 0;
 	int high = 0;
-	clean_text(r->hostname, 1, host, sizeof host);
+	dsn_clean_text(r->hostname, 1, host, sizeof host);
 	putf(o, "This is the mail system at host %s.\r\n\r\n", host);
 	if (r->kind == DSN_FAILURE) {
 		puts_crlf(o, "I'm sorry to have to inform you that your message could not be");
@@ -655,7 +435,7 @@ static int put_text_part(struct out *o, const struct dsn_report *r, const struct
 	for (size_t i = 0; i < r->nrcpts; i++) {
 		const struct dsn_rcpt *rc = &r->rcpts[i];
 		char addr[300], first[300], prefix[700], reason[3 * DSN_TEXT_MAX];
-		high |= clean_text(rc->address, 0, addr, sizeof addr);
+		high |= dsn_clean_text(rc->address, 0, addr, sizeof addr);
 		snprintf(prefix, sizeof prefix, "<%s>: ", addr);
 		if (rc->orcpt && *rc->orcpt) {
 			/* the address the sender used, when an alias changed it */
@@ -664,7 +444,7 @@ static int put_text_part(struct out *o, const struct dsn_report *r, const struct
 			if (semi &&
 			    dsn_xtext_decode(semi + 1, strlen(semi + 1), dec, sizeof dec) > 0 &&
 			    strcasecmp(dec, rc->address)) {
-				high |= clean_text(dec, 0, first, sizeof first);
+				high |= dsn_clean_text(dec, 0, first, sizeof first);
 				snprintf(prefix, sizeof prefix, "<%s> (sent to <%s>): ", addr,
 					 first);
 			}
@@ -681,20 +461,20 @@ static void put_rcpt_fields(struct out *o, const struct dsn_report *r, const str
 {
 	char v[DSN_TEXT_MAX + 16], t[DSN_TEXT_MAX], status[DSN_STATUS_MAX];
 	enum dsn_action a = action_of(r, rc);
-	if (rc->orcpt && *rc->orcpt && orcpt_value(rc->orcpt, v, sizeof v) == 0)
+	if (rc->orcpt && *rc->orcpt && dsn_orcpt_value(rc->orcpt, v, sizeof v) == 0)
 		put_folded(o, "Original-Recipient: ", v, NULL);
-	addr_value(rc->address, strlen(rc->address), v, sizeof v);
+	dsn_addr_value(rc->address, strlen(rc->address), v, sizeof v);
 	put_folded(o, "Final-Recipient: ", v, NULL);
 	putf(o, "Action: %s\r\n", action_name(a));
 	rcpt_status(rc, a, status);
 	putf(o, "Status: %s\r\n", status);
 	if (rc->remote_mta && *rc->remote_mta) {
-		clean_text(rc->remote_mta, 1, t, 300);
+		dsn_clean_text(rc->remote_mta, 1, t, 300);
 		snprintf(v, sizeof v, "dns; %s", t);
 		put_folded(o, "Remote-MTA: ", v, NULL);
 	}
 	if (dsn_status_from_reply(rc->reply, status) > 0) {
-		clean_text(rc->reply, 1, t, sizeof t);
+		dsn_clean_text(rc->reply, 1, t, sizeof t);
 		snprintf(v, sizeof v, "smtp; %s", t);
 		put_folded(o, "Diagnostic-Code: ", v, NULL);
 	}
@@ -710,18 +490,18 @@ static void put_status_part(struct out *o, const struct dsn_report *r)
 {
 	const struct envelope *env = r->env;
 	char v[DSN_TEXT_MAX + 16], t[DSN_TEXT_MAX];
-	clean_text(r->hostname, 1, t, 300);
+	dsn_clean_text(r->hostname, 1, t, 300);
 	snprintf(v, sizeof v, "dns; %s", t);
 	put_folded(o, "Reporting-MTA: ", v, NULL);
 	keep_id_chars(env->id, t, sizeof env->id);
 	if (t[0])
 		putf(o, "X-Tern-Queue-ID: %s\r\n", t);
-	addr_value(env->sender, strlen(env->sender), v, sizeof v);
+	dsn_addr_value(env->sender, strlen(env->sender), v, sizeof v);
 	put_folded(o, "X-Tern-Sender: ", v, NULL);
 	if (env->envid && *env->envid) {
 		char dec[DSN_TEXT_MAX];
 		int n = dsn_xtext_decode(env->envid, strlen(env->envid), dec, sizeof dec);
-		clean_text(n >= 0 ? dec : env->envid, 1, t, sizeof t);
+		dsn_clean_text(n >= 0 ? dec : env->envid, 1, t, sizeof t);
 		put_folded(o, "Original-Envelope-Id: ", t, NULL);
 	}
 	if (env->received)
@@ -743,9 +523,9 @@ static void put_top_headers(struct out *o, const struct dsn_report *r, const cha
 		[DSN_SUCCESS] = "Successful Mail Delivery Report",
 	};
 	char host[300], to[DSN_TEXT_MAX + 2], t[DSN_TEXT_MAX], left[128];
-	clean_text(r->hostname, 1, host, sizeof host);
+	dsn_clean_text(r->hostname, 1, host, sizeof host);
 	putf(o, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n", host);
-	clean_text(r->env->sender, 0, t, sizeof t);
+	dsn_clean_text(r->env->sender, 0, t, sizeof t);
 	snprintf(to, sizeof to, "<%s>", t);
 	put_folded(o, "To: ", to, NULL);
 	putf(o, "Subject: %s\r\n", subject[r->kind <= DSN_SUCCESS ? r->kind : DSN_FAILURE]);
@@ -844,7 +624,7 @@ int dsn_compose(const struct dsn_report *r, struct evbuffer *out, struct dsn_inf
 
 	int text8 = put_text_part(&text, r, &orig, inf.headers_only);
 	inf.eight_bit = text8 || orig.eight_bit;
-	inf.smtputf8 = clean_text(r->env->sender, 0, sender, sizeof sender);
+	inf.smtputf8 = dsn_clean_text(r->env->sender, 0, sender, sizeof sender);
 	make_boundary(r, &orig, boundary, sizeof boundary);
 	put_top_headers(&msg, r, boundary, inf.eight_bit);
 	puts_crlf(&msg, "This is a MIME-encapsulated message.");

@@ -412,9 +412,14 @@ static int deliver_one(const struct queue *q, const struct qmsg *m, const struct
 	if (!at || at == d->target)
 		return EINVAL;
 	snprintf(local, sizeof local, "%.*s", (int)(at - d->target), d->target);
+	/* The spool id and the recipient's index name this delivery: a pass
+	 * repeated after a crash finds it in new/ instead of storing it twice. */
+	char key[MAILDIR_KEY_MAX + 1];
+	snprintf(key, sizeof key, "%s-%zu", m->env.id, d->rcpt);
 	errno = 0;
-	if (maildir_deliver(q->data_dir, local, at + 1, q->hostname, prefix, (size_t)n, m->fd,
-			    m->off, m->size) < 0)
+	if (maildir_deliver_once(q->data_dir, local, at + 1, q->hostname,
+				 (long long)m->env.received, key, prefix, (size_t)n, m->fd, m->off,
+				 m->size) < 0)
 		return errno ? errno : EIO;
 	return 0;
 }
@@ -433,7 +438,7 @@ static void local_work(void *arg)
 			return;
 		}
 	}
-	for (size_t k = 0; k < m->ndl; k++)
+	for (size_t k = 0; m->dl && k < m->ndl; k++)
 		m->dl[k].err = m->fd < 0 ? open_err : deliver_one(m->q, m, &m->dl[k]);
 }
 
@@ -452,12 +457,14 @@ static void local_results(struct qmsg *m)
 		envelope_set_mta(r, NULL);
 		m->dirty = 1;
 		if (d->err) {
-			snprintf(reply, sizeof reply, "451 4.3.0 Maildir delivery failed: %s",
-				 strerror_r(d->err, buf, sizeof buf));
+			/* GNU strerror_r may return a static string instead of
+			 * filling BUF: use what it returns. */
+			const char *why = strerror_r(d->err, buf, sizeof buf);
+			snprintf(reply, sizeof reply, "451 4.3.0 Maildir delivery failed: %s", why);
 			r->next_attempt = m->now + backoff(m->q, r->attempts);
 			envelope_set_reply(r, reply);
 			m->rp[d->rcpt].mark = PM_DEFERRED;
-			log_warn("%s: to=<%s> deferred: %s", m->env.id, a, buf);
+			log_warn("%s: to=<%s> deferred: %s", m->env.id, a, why);
 			continue;
 		}
 		r->state = RCPT_DELIVERED;
@@ -507,6 +514,8 @@ void qmsg_end_pass(struct qmsg *m)
 	struct queue *q = m->q;
 	int store_err = m->store_err;
 	m->passes++;
+	if (!m->gone)
+		queue_record_pass(m);
 	pass_release(m);
 	qmsg_set_where(m, M_PARKED);
 	if (m->gone) {
@@ -590,13 +599,19 @@ static void start_pass(struct qmsg *m)
 	pass_remote(m);
 }
 
+/* At most this many passes at once: each holds its message's body open
+ * while it waits for the relay, so a backlog must not hold a descriptor
+ * per message. */
+#define QUEUE_MAX_PASSES 256
+
 void queue_pump(struct queue *q)
 {
 	/* A pass may end at once and pump again: the outer loop goes on. */
 	if (q->pumping)
 		return;
 	q->pumping = 1;
-	while (q->busy < QUEUE_MAX_JOBS && q->ready_head && !q->closing) {
+	while (q->busy < QUEUE_MAX_JOBS && q->count[M_RUNNING] < QUEUE_MAX_PASSES &&
+	       q->ready_head && !q->closing) {
 		struct qmsg *m = q->ready_head;
 		q->ready_head = m->ready_next;
 		if (!q->ready_head)
@@ -647,6 +662,8 @@ struct queue *queue_new(const struct queue_config *cfg, struct spool *sp, struct
 	q->pool = pool;
 	q->base = cfg->base;
 	q->relay = cfg->relay;
+	q->events = cfg->events;
+	q->sending = cfg->sending;
 	q->retry_first = cfg->retry_first ? cfg->retry_first : RETRY_FIRST;
 	q->retry_max = cfg->retry_max ? cfg->retry_max : RETRY_MAX;
 	if (q->retry_max < q->retry_first)
@@ -688,12 +705,42 @@ void queue_set_directory(struct queue *q, struct directory *d)
 	q->dir = d ? directory_ref(d) : NULL;
 }
 
+/* stale_report - M is a report whose original is still in the queue
+ * without the pass that made it saved: a crash came between the two, and
+ * the original will make the report again. */
+static int stale_report(const struct queue *q, const struct qmsg *m)
+{
+	if (!m->env.dsn_of[0])
+		return 0;
+	for (const struct qmsg *o = q->msgs; o; o = o->next)
+		if (o != m && !strcmp(o->env.id, m->env.dsn_of))
+			return o->env.passes < m->env.dsn_pass;
+	return 0;
+}
+
+/* drop_stale_reports - see stale_report; at start, before any pass. */
+static void drop_stale_reports(struct queue *q)
+{
+	struct qmsg *next;
+	for (struct qmsg *m = q->msgs; m; m = next) {
+		next = m->next;
+		if (!stale_report(q, m))
+			continue;
+		log_warn("%s: report made by an unsaved pass of %s; removed", m->env.id,
+			 m->env.dsn_of);
+		if (spool_remove(q->sp, m->env.id) == 0) {
+			qmsg_unschedule(m);
+			qmsg_free(m);
+		}
+	}
+}
+
 long queue_recover(struct queue *q)
 {
 	size_t n = 0;
 	char **ids = spool_list(q->sp, &n);
-	if (!ids && errno)
-		return -1;
+	if (!ids)
+		return errno ? -1 : 0;
 	long found = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct envelope env;
@@ -708,15 +755,20 @@ long queue_recover(struct queue *q)
 				log_error("%s: out of memory; recovered at next start", ids[i]);
 			} else {
 				found++;
-				/* The schedule is the envelope's: each recipient's
-				 * next attempt survives the restart. */
-				time_t due = next_due(m);
-				qmsg_schedule(m, due < 0 ? 0 : due);
 			}
 		}
 		free(ids[i]);
 	}
 	free(ids);
+	drop_stale_reports(q);
+	/* The schedule is the envelope's: each recipient's next attempt
+	 * survives the restart. */
+	struct qmsg *next;
+	for (struct qmsg *m = q->msgs; m; m = next) {
+		next = m->next;
+		time_t due = next_due(m);
+		qmsg_schedule(m, due < 0 ? 0 : due);
+	}
 	return found;
 }
 
@@ -744,4 +796,17 @@ int queue_idle(const struct queue *q)
 size_t queue_parked(const struct queue *q)
 {
 	return q->count[M_PARKED];
+}
+
+void queue_stats(const struct queue *q, size_t *messages, time_t *oldest)
+{
+	size_t n = 0;
+	time_t first = 0;
+	for (const struct qmsg *m = q->msgs; m; m = m->next) {
+		n++;
+		if (m->env.received && (!first || m->env.received < first))
+			first = m->env.received;
+	}
+	*messages = n;
+	*oldest = first;
 }

@@ -36,6 +36,7 @@
 #define TERN_QUEUE_QUEUE_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "spool/envelope.h"
 

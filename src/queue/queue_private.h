@@ -139,6 +139,8 @@ struct queue {
 	int closing, pumping;
 	struct dir_target *targets; /* reused by every resolution */
 	time_t retry_first, retry_max;
+	struct event_log *events; /* lent, or NULL */
+	struct policy *sending; /* lent, or NULL */
 };
 
 /* queue.c */
@@ -157,6 +159,9 @@ void queue_pump(struct queue *q);
 int qmsg_all_final(const struct envelope *env);
 const char *queue_safe(char *buf, size_t len, const char *s);
 int queue_sender_is_local(const struct queue *q, const char *sender);
+
+/* queue_events.c: record the pass's results (events, suppression). */
+void queue_record_pass(struct qmsg *m);
 
 /* relay_pass.c */
 int pass_group(struct qmsg *m, const size_t *remote, size_t n); /* 0 or -1 */

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,4 +443,34 @@ void relay_flush(struct relay *r)
 unsigned relay_connections(const struct relay *r)
 {
 	return r->nconns;
+}
+
+/* ms_of - SECS in milliseconds, 0 kept (the client's default), bounded so
+ * that a day's worth cannot overflow. */
+static unsigned ms_of(unsigned secs)
+{
+	return secs > UINT_MAX / 1000 ? UINT_MAX / 1000 * 1000 : secs * 1000;
+}
+
+/* at_most - CAP_MS, or MS when that is set and shorter. */
+static unsigned at_most(unsigned ms, unsigned cap_ms)
+{
+	return ms && ms < cap_ms ? ms : cap_ms;
+}
+
+/* relay_timeouts - the client's timeouts from the relay_timeout_* settings. */
+struct smtp_client_timeouts relay_timeouts(unsigned connect, unsigned command, unsigned data)
+{
+	unsigned cmd = ms_of(command), dat = ms_of(data);
+	return (struct smtp_client_timeouts){
+		.connect = ms_of(connect),
+		.greeting = cmd,
+		.helo = cmd,
+		.mail = cmd,
+		.rcpt = cmd,
+		.data_init = at_most(cmd, 120000),  /* RFC 5321 4.5.3.2.4 */
+		.quit = at_most(cmd, 10000),	    /* waited for, then closed anyway */
+		.data_block = at_most(dat, 180000), /* 4.5.3.2.5 */
+		.data_final = dat,		    /* 4.5.3.2.6 */
+	};
 }

@@ -128,4 +128,14 @@ void relay_flush(struct relay *r);
 /* relay_connections - connections open or opening (for tests and stats). */
 unsigned relay_connections(const struct relay *r);
 
+/* relay_timeouts - relay_config.timeouts from three settings in seconds
+ * (the relay_timeout_* directives): CONNECT for the TCP connection; COMMAND
+ * for the greeting and each reply before the data (EHLO or HELO, STARTTLS
+ * and its handshake, AUTH, MAIL, RCPT, RSET), and for DATA's 354 and
+ * QUIT's 221 when it is shorter than their own 2 min and 10 s; DATA for
+ * the reply after the data, and for write progress during it when shorter
+ * than its 3 min (RFC 5321 4.5.3.2).  0 leaves a group at the client's
+ * defaults. */
+struct smtp_client_timeouts relay_timeouts(unsigned connect, unsigned command, unsigned data);
+
 #endif

@@ -115,14 +115,15 @@ static void cmd_list(struct queue *q, struct control_request *req)
 	size_t n = 0, k = 0;
 	for (struct qmsg *m = q->msgs; m; m = m->next)
 		n++;
-	struct qmsg **all = calloc(n ? n : 1, sizeof *all);
+	/* An array of pointers: each element is a struct qmsg *. */
+	struct qmsg **all = calloc(n ? n : 1, sizeof(struct qmsg *));
 	if (!all) {
 		control_finish(req, "out of memory");
 		return;
 	}
 	for (struct qmsg *m = q->msgs; m; m = m->next)
 		all[k++] = m;
-	qsort(all, n, sizeof *all, by_id);
+	qsort(all, n, sizeof(struct qmsg *), by_id);
 	time_t now = time(NULL);
 	for (k = 0; k < n; k++)
 		list_line(req, all[k], now);

@@ -271,6 +271,8 @@ static void dsn_add(struct qmsg *m, enum dsn_kind kind, int sender_local)
 		log_error("%s: out of memory for a delivery report", m->env.id);
 		return;
 	}
+	memcpy(d->env.dsn_of, m->env.id, sizeof d->env.dsn_of);
+	d->env.dsn_pass = m->env.passes + 1;
 	d->m = m;
 	m->ndsn++;
 }
@@ -374,6 +376,17 @@ static void save_work(void *arg)
 		m->removed = final;
 }
 
+/* queue_reports - the pass's committed reports go out: only now that the
+ * original's record of the pass is durable (or could not be written), so
+ * that a report is never delivered while a crash could still make the
+ * original repeat the pass and make it again. */
+static void queue_reports(struct qmsg *m)
+{
+	for (size_t k = 0; k < m->ndsn; k++)
+		if (m->dsn[k].committed)
+			queue_add(m->q, &m->dsn[k].env);
+}
+
 static void save_done(void *arg)
 {
 	struct qmsg *m = arg;
@@ -381,6 +394,7 @@ static void save_done(void *arg)
 		return;
 	if (!m->store_err)
 		m->dirty = 0;
+	queue_reports(m);
 	qmsg_end_pass(m);
 }
 
@@ -388,11 +402,13 @@ static void save_done(void *arg)
 static void save(struct qmsg *m)
 {
 	if (!m->dirty || m->gone) {
+		queue_reports(m);
 		qmsg_end_pass(m);
 		return;
 	}
 	if (qmsg_submit(m, save_work, save_done) < 0) {
 		m->store_err = EAGAIN;
+		queue_reports(m);
 		qmsg_end_pass(m);
 	}
 }
@@ -421,7 +437,6 @@ static void reports_stored(struct qmsg *m)
 		if (d->committed) {
 			log_info("%s: %s to <%s> queued as %s", m->env.id, kind[d->kind],
 				 d->env.rcpts[0].address, d->env.id);
-			queue_add(m->q, &d->env);
 			continue;
 		}
 		log_error("%s: cannot store the %s; %s", m->env.id, kind[d->kind],
@@ -485,6 +500,9 @@ void pass_decide(struct qmsg *m)
 		save(m);
 		return;
 	}
+	/* The reports name this pass; the original's saved record counts it. */
+	m->env.passes++;
+	m->dirty = 1;
 	if (qmsg_submit(m, compose_work, compose_done) < 0) {
 		for (size_t k = 0; k < m->ndsn; k++)
 			m->dsn[k].composed = 0;

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/hex.h"
+
 static int reply(struct smtp_reply *err, int code, const char *enhanced, const char *text)
 {
 	*err = SMTP_REPLY(code, enhanced, text);
@@ -68,22 +70,10 @@ int smtp_command_split(const char *line, size_t len, struct smtp_command *out,
 	return 0;
 }
 
-/* xdigit - value of an xtext hex digit, or -1.  RFC 3461 4 asks for upper
- * case; lower case is taken too, as senders do emit it. */
-static int xdigit(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* xtext_check - RFC 3461 4 xtext; with PRINTABLE, every decoded octet must
  * also be printable US-ASCII (ENVID by 4.4; ORCPT, whose value is an
- * address, alike), so a "+0D+0A" can never reach a DSN's header. */
+ * address, alike), so a "+0D+0A" can never reach a DSN's header.  Hex
+ * digits of either case are taken (see core/hex.h). */
 static int xtext_check(const char *s, size_t len, int printable)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -92,7 +82,7 @@ static int xtext_check(const char *s, size_t len, int printable)
 		if (p[i] == '+') {
 			if (len - i < 3)
 				return 0;
-			int hi = xdigit(p[i + 1]), lo = xdigit(p[i + 2]);
+			int hi = hex_value(p[i + 1]), lo = hex_value(p[i + 2]);
 			if (hi < 0 || lo < 0)
 				return 0;
 			int v = hi * 16 + lo;

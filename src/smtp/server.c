@@ -35,6 +35,8 @@ struct listener {
 	enum listen_kind kind;
 	int fd;
 	struct evconnlistener *ev;
+	struct event *resume; /* re-enables accepting after a pause */
+	unsigned long pauses; /* accept failures for lack of descriptors */
 };
 
 struct session_node {
@@ -49,6 +51,7 @@ struct smtp_server {
 	struct listener *listeners;
 	size_t nlisteners;
 	unsigned nsessions;
+	unsigned long connections_total; /* accepted since start */
 	struct session_node *sessions;
 	struct ip_count *ips;
 	size_t ipcap; /* power of two */
@@ -193,6 +196,7 @@ static void on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sock
 		srv->sessions->prev = node;
 	srv->sessions = node;
 	srv->nsessions++;
+	srv->connections_total++;
 }
 
 void smtp_server_session_closed(struct smtp_server *srv, struct session *s)
@@ -256,6 +260,36 @@ struct smtp_server *smtp_server_new(const struct smtp_context *ctx, struct setti
 	return srv;
 }
 
+/* on_resume - accept again after the pause below. */
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	if (l->ev)
+		evconnlistener_enable(l->ev);
+}
+
+/* on_accept_error - accept(2) failed.  Out of descriptors or memory
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM) the pending connection stays in the
+ * backlog and accept would fail again at once: stop accepting for a
+ * moment instead of spinning (and logging) until a descriptor frees up. */
+static void on_accept_error(struct evconnlistener *ev, void *arg)
+{
+	struct listener *l = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return; /* ECONNABORTED and the like: the next accept is fine */
+	if (l->pauses++ % 100 == 0)
+		log_error("accept: %s; pausing new connections for 100 ms (%lu times so far)",
+			  strerror(err), l->pauses);
+	const struct timeval pause = { 0, 100 * 1000 };
+	if (!l->resume)
+		l->resume = evtimer_new(l->srv->ctx->base, on_resume, l);
+	if (l->resume) {
+		evconnlistener_disable(ev);
+		evtimer_add(l->resume, &pause);
+	}
+}
+
 int smtp_server_start(struct smtp_server *srv)
 {
 	for (size_t i = 0; i < srv->nlisteners; i++) {
@@ -265,6 +299,7 @@ int smtp_server_start(struct smtp_server *srv)
 		if (!l->ev)
 			return -1;
 		l->fd = -1; /* owned by the evconnlistener now */
+		evconnlistener_set_error_cb(l->ev, on_accept_error);
 	}
 	return 0;
 }
@@ -289,9 +324,17 @@ void smtp_server_stop_accepting(struct smtp_server *srv)
 			evconnlistener_free(l->ev);
 		else if (l->fd > 0)
 			close(l->fd);
+		if (l->resume)
+			event_free(l->resume);
+		l->resume = NULL;
 		l->ev = NULL;
 		l->fd = -1;
 	}
+}
+
+unsigned long smtp_server_connections_total(const struct smtp_server *srv)
+{
+	return srv->connections_total;
 }
 
 unsigned smtp_server_sessions(const struct smtp_server *srv)

@@ -141,6 +141,8 @@ void session_reset_transaction(struct session *s)
 	s->bdat_remaining = 0;
 	s->bdat_last = 0;
 	s->bdat_failed = 0;
+	free(s->subject);
+	s->subject = NULL;
 }
 
 void session_replyf(struct session *s, int code, const char *enh, const char *fmt, ...)

@@ -77,6 +77,7 @@ struct session {
 	int bdat_failed; /* this chunk was refused at the command: discard it */
 	struct smtp_reply bdat_error; /* the reply for a refused chunk */
 	enum session_state bdat_prev_state; /* where a refused chunk returns */
+	char *subject; /* the committed message's Subject, for its record */
 };
 
 /* session_new - take over FD accepted from PEER on a KIND listener. */
@@ -114,6 +115,19 @@ struct smtp_reply data_error_reply(enum data_error e);
 void session_cmd_auth(struct session *s, const char *args, size_t len);
 void session_auth_response(struct session *s, const char *line, size_t len, int step);
 struct smtp_reply session_sender_allowed(struct session *s, const char *sender);
+
+/* session_policy.c: the rate limit at MAIL (code 0: go on). */
+struct smtp_reply session_rate_check(struct session *s);
+/* session_policy.c: the suppression list and quotas for one more RCPT. */
+struct smtp_reply session_rcpt_limits(struct session *s, const char *rcpt);
+/* session_policy.c: record a refused recipient (or sender: RCPT NULL). */
+void session_record_rejection(struct session *s, const char *rcpt, struct smtp_reply r);
+/* session_policy.c: the Subject of the header block at the start of BODY,
+ * unfolded (malloc'ed, caller frees; "" when none; NULL out of memory). */
+char *session_subject(struct evbuffer *body);
+/* session_policy.c: the message is committed: charge the user's quotas
+ * and record its accepted events and summary (with s->subject). */
+void session_record_accepted(struct session *s);
 
 /* session_headers.c: 1 when BODY has passed too many hops (a mail loop). */
 int session_hops_exceeded(struct session *s, struct evbuffer *body);

@@ -192,7 +192,15 @@ static void cmd_mail(struct session *s, const char *args, size_t len)
 		log_info("session %lu: refused sender %s for %s: %d %s", s->serial,
 			 log_sanitize(safe, sizeof safe, sender, strlen(sender)), s->auth_user,
 			 refuse.code, refuse.enhanced);
+		session_record_rejection(s, NULL, refuse);
 		session_error(s, refuse);
+		return;
+	}
+	refuse = session_rate_check(s);
+	if (refuse.code) {
+		log_info("session %lu: %s over its rate limit", s->serial, s->auth_user);
+		session_record_rejection(s, NULL, refuse);
+		session_reply(s, refuse);
 		return;
 	}
 	session_reset_transaction(s);
@@ -262,7 +270,21 @@ static void cmd_rcpt(struct session *s, const char *args, size_t len)
 		log_info("session %lu: refused rcpt %s from %s: %d %s", s->serial,
 			 log_sanitize(safe, sizeof safe, rcpt, strlen(rcpt)), s->peer_text,
 			 refuse.code, refuse.enhanced);
+		session_record_rejection(s, rcpt, refuse);
 		session_error(s, refuse);
+		return;
+	}
+	refuse = session_rcpt_limits(s, rcpt);
+	if (refuse.code) {
+		char safe[128];
+		log_info("session %lu: refused rcpt %s for %s: %d %s", s->serial,
+			 log_sanitize(safe, sizeof safe, rcpt, strlen(rcpt)), s->auth_user,
+			 refuse.code, refuse.enhanced);
+		session_record_rejection(s, rcpt, refuse);
+		if (refuse.code >= 500)
+			session_error(s, refuse);
+		else
+			session_reply(s, refuse);
 		return;
 	}
 	if (envelope_add_rcpt(&s->env, rcpt, p.orcpt[0] ? p.orcpt : NULL, p.notify) < 0) {
@@ -438,11 +460,11 @@ static void commit_done(void *arg, int ok, int errnum)
 {
 	struct session *s = arg;
 	if (ok) {
-		s->env.received = time(NULL);
 		log_info("%s: accepted from=<%s> rcpts=%zu size=%llu client=%s session=%lu",
 			 s->env.id, s->env.sender, s->env.nrcpts,
 			 (unsigned long long)s->env.size, s->peer_text, s->serial);
 		queue_add(s->ctx->queue, &s->env);
+		session_record_accepted(s);
 	} else {
 		log_error("%s: spool commit failed: %s", s->env.id, strerror(errnum));
 	}
@@ -487,6 +509,8 @@ void session_commit_message(struct session *s)
 		s->state = SS_READY;
 		return;
 	}
+	free(s->subject);
+	s->subject = s->ctx->events ? session_subject(body) : NULL;
 	s->state = SS_BUSY;
 	bufferevent_disable(s->bev, EV_READ);
 	spool_commit(s->ctx->spool, &s->env, body, commit_done, s);

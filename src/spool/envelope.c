@@ -10,11 +10,14 @@
 #include "spool/envelope.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/hex.h"
 
 #define SPOOL_VERSION_LINE "tern-spool 1"
 
@@ -135,6 +138,9 @@ int envelope_copy(struct envelope *dst, const struct envelope *src)
 	dst->size = src->size;
 	dst->held = src->held;
 	dst->delay_warned = src->delay_warned;
+	dst->passes = src->passes;
+	memcpy(dst->dsn_of, src->dsn_of, sizeof dst->dsn_of);
+	dst->dsn_pass = src->dsn_pass;
 	for (size_t i = 0; i < src->nrcpts && !failed; i++) {
 		const struct envelope_rcpt *s = &src->rcpts[i];
 		if (envelope_add_rcpt(dst, s->address, s->orcpt, s->notify) < 0) {
@@ -267,6 +273,12 @@ int envelope_format(const struct envelope *env, char **out, size_t *len)
 		text_num(&t, "held", env->held);
 	if (env->delay_warned)
 		text_num(&t, "delay-warned", env->delay_warned);
+	if (env->passes)
+		text_num(&t, "passes", env->passes);
+	if (env->dsn_of[0]) {
+		text_str(&t, "dsn-of", env->dsn_of);
+		text_num(&t, "dsn-pass", env->dsn_pass);
+	}
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct envelope_rcpt *r = &env->rcpts[i];
 		/* "rcpt" opens a recipient; the "rcpt-" lines after it are its
@@ -295,17 +307,6 @@ int envelope_format(const struct envelope *env, char **out, size_t *len)
 
 /* ---- text form: reading ---- */
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* unescape - a malloc'ed copy of V (N bytes) with %XX decoded.  A bare '%',
  * a bad hex digit, %00 or a raw control byte is corruption: NULL, EINVAL. */
 static char *unescape(const char *v, size_t n)
@@ -317,8 +318,8 @@ static char *unescape(const char *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)v[i];
 		if (c == '%') {
-			int hi = i + 2 < n ? hexval((unsigned char)v[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval((unsigned char)v[i + 2]) : -1;
+			int hi = i + 2 < n ? hex_value((unsigned char)v[i + 1]) : -1;
+			int lo = i + 2 < n ? hex_value((unsigned char)v[i + 2]) : -1;
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);
 				errno = EINVAL;
@@ -503,6 +504,15 @@ static int parse_field(struct envelope *env, const char *key, size_t klen, const
 		return parse_flag(v, n, &env->held);
 	} else if (key_is(key, klen, "delay-warned")) {
 		return parse_flag(v, n, &env->delay_warned);
+	} else if (key_is(key, klen, "passes") || key_is(key, klen, "dsn-pass")) {
+		if (parse_num(v, n, 0, UINT_MAX, &x) < 0)
+			return -1;
+		*(key_is(key, klen, "passes") ? &env->passes : &env->dsn_pass) = (unsigned)x;
+	} else if (key_is(key, klen, "dsn-of")) {
+		if (n >= sizeof env->dsn_of)
+			return errno = EINVAL, -1;
+		memcpy(env->dsn_of, v, n);
+		env->dsn_of[n] = '\0';
 	}
 	/* Unknown keys are skipped: a later writer may add optional fields
 	 * without a new version line (a change old readers must not ignore

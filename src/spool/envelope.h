@@ -45,6 +45,9 @@ struct envelope {
 	uint64_t size; /* message bytes (CRLF form) */
 	int held; /* an operator put it on hold: not attempted */
 	int delay_warned; /* the delay DSN went out (sent once) */
+	unsigned passes; /* passes whose results were saved ("passes") */
+	char dsn_of[32]; /* a report: the message it is about, or "" ("dsn-of") */
+	unsigned dsn_pass; /* ... and the pass of it that made it ("dsn-pass") */
 };
 
 void envelope_init(struct envelope *env);

@@ -117,6 +117,8 @@ static int run(const struct config *cfg, const char *verb, const char *arg, int6
 	}
 	if (strcmp(verb, "create") == 0) {
 		char key[APIKEY_LEN + 1];
+		if (!arg)
+			return EXIT_FAIL;
 		const char *user = strcmp(arg, "--admin") == 0 ? NULL : arg;
 		if (apikey_create(db, user, key, &id, err, sizeof err) < 0) {
 			fprintf(stderr, "ternctl: %s\n", err);

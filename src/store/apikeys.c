@@ -357,6 +357,7 @@ const struct apikey_entry *apikey_set_find(const struct apikey_set *set, const c
 	    memcmp(key, APIKEY_PREFIX, sizeof APIKEY_PREFIX - 1) != 0)
 		return NULL;
 	struct key_slot probe;
+	memset(&probe, 0, sizeof probe);
 	digest_of(key, len, probe.digest);
 	const struct key_slot *k = bsearch(&probe, set->slots, set->n, sizeof *set->slots, cmp_slot);
 	return k ? &k->entry : NULL;

@@ -22,6 +22,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "store/store.h"
@@ -135,6 +137,7 @@ static int add_user(void *ctx, const struct store_user *su)
 		.quota_day = su->quota_day,
 		.quota_month = su->quota_month,
 		.source_ip = su->source_ip ? strdup(su->source_ip) : NULL,
+		.rate_minute = su->rate_minute,
 	};
 	if (!u.address || !u.password_hash || (su->source_ip && !u.source_ip)) {
 		free((char *)u.address);
@@ -222,6 +225,13 @@ struct directory *directory_load(const char *db_path, char *err, size_t errlen)
 	struct directory *d = directory_empty();
 	if (!d) {
 		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	/* A reload never creates the database (store_open would): with the
+	 * file gone the reload fails and the snapshot in use is kept. */
+	if (access(db_path, F_OK) < 0) {
+		snprintf(err, errlen, "%s: %s", db_path, strerror(errno));
+		directory_unref(&d);
 		return NULL;
 	}
 	struct store *st = store_open(db_path, err, errlen);

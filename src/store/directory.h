@@ -58,6 +58,7 @@ struct dir_user {
 	const char *password_hash;
 	uint64_t quota_day, quota_month;
 	const char *source_ip;
+	uint64_t rate_minute; /* messages per minute, 0 = unlimited */
 };
 const struct dir_user *directory_user(const struct directory *d, const char *address);
 

@@ -69,7 +69,7 @@ int records_events(struct records *r, const struct event_filter *f, struct event
 		   size_t *n, char *err, size_t errlen);
 
 /* records_message - the summary of message ID into META and its events
- * (oldest first, at most 10,000) into *EVENTS/*N.  Returns 0, 1 when no
+ * (oldest first, at most 10,000) into *EVENTS and *N.  Returns 0, 1 when no
  * such message is recorded, -1 with ERR. */
 int records_message(struct records *r, const char *id, struct message_meta *meta,
 		    struct event_record **events, size_t *n, char *err, size_t errlen);

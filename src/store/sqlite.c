@@ -70,19 +70,65 @@ static const char *const migrations[] = {
 	"  revoked INTEGER"
 	");"
 	"CREATE INDEX api_keys_user ON api_keys(user);",
+	/* 3: the record (store/records.h): events by id with indexes for the
+	 * per-user cursor, a message's history and "the last minute";
+	 * counters per user and UTC hour (HOUR is the hour's first second,
+	 * user '' for mail of no user); message summaries; suppression lists;
+	 * webhooks; and the per-user rate limit. */
+	"CREATE TABLE events ("
+	"  id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, type INTEGER NOT NULL,"
+	"  message_id TEXT NOT NULL, user TEXT NOT NULL, recipient TEXT NOT NULL,"
+	"  detail TEXT NOT NULL"
+	");"
+	"CREATE INDEX events_user ON events(user, id);"
+	"CREATE INDEX events_message ON events(message_id);"
+	"CREATE INDEX events_time ON events(time_ms);"
+	"CREATE TABLE stats_hourly ("
+	"  user TEXT NOT NULL,"
+	"  hour INTEGER NOT NULL,"
+	"  accepted INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,"
+	"  deferred INTEGER NOT NULL DEFAULT 0, bounced INTEGER NOT NULL DEFAULT 0,"
+	"  rejected INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (user, hour)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE messages ("
+	"  id TEXT PRIMARY KEY NOT NULL, user TEXT NOT NULL, sender TEXT NOT NULL,"
+	"  subject TEXT NOT NULL, tags TEXT NOT NULL, created_ms INTEGER NOT NULL"
+	");"
+	"CREATE TABLE suppressions ("
+	"  user TEXT NOT NULL,"
+	"  address TEXT NOT NULL,"
+	"  reason TEXT NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  PRIMARY KEY (user, address)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE webhooks ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  user TEXT NOT NULL,"
+	"  url TEXT NOT NULL,"
+	"  events INTEGER NOT NULL,"
+	"  secret TEXT NOT NULL,"
+	"  cursor INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,"
+	"  disabled INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL"
+	");"
+	"ALTER TABLE users ADD COLUMN rate_minute INTEGER NOT NULL DEFAULT 0;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-/* fail - format a reason into ERR; returns -1 for `return fail(...)`. */
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
-						      const char *fmt, ...)
+/* fail_text - format a reason into ERR. */
+__attribute__((format(printf, 3, 4))) static void fail_text(char *err, size_t errlen,
+							   const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-	return -1;
 }
+
+/* fail - fail_text, then -1 for `return fail(...)`; a macro so that the
+ * static analyser, which does not follow variadic functions, sees the -1. */
+#define fail(err, errlen, ...) (fail_text((err), (errlen), __VA_ARGS__), -1)
 
 static int db_fail(struct store *st, char *err, size_t errlen, const char *what)
 {
@@ -93,7 +139,7 @@ static int exec(struct store *st, const char *sql, char *err, size_t errlen)
 {
 	char *msg = NULL;
 	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		fail(err, errlen, "database: %s", msg ? msg : sqlite3_errmsg(st->db));
+		(void)fail(err, errlen, "database: %s", msg ? msg : sqlite3_errmsg(st->db));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -255,12 +301,12 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 {
 	struct store *st = calloc(1, sizeof *st);
 	if (!st) {
-		fail(err, errlen, "out of memory");
+		(void)fail(err, errlen, "out of memory");
 		return NULL;
 	}
 	int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
-		fail(err, errlen, "cannot open %s: %s", path,
+		(void)fail(err, errlen, "cannot open %s: %s", path,
 		     st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
 		store_close(&st);
 		return NULL;
@@ -271,7 +317,7 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	    exec(st, "PRAGMA foreign_keys = ON", err, errlen) < 0 || migrate(st, err, errlen) < 0) {
 		char why[256];
 		snprintf(why, sizeof why, "%s", err);
-		fail(err, errlen, "%s: %s", path, why);
+		(void)fail(err, errlen, "%s: %s", path, why);
 		store_close(&st);
 		return NULL;
 	}
@@ -439,13 +485,15 @@ static int user_add_tx(struct store *st, const char *addr, const struct store_us
 		return -1;
 	sqlite3_stmt *s = prepare(st, err, errlen,
 				  "INSERT INTO users (address, domain, password_hash, source_ip, "
-				  "quota_day, quota_month, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+				  "quota_day, quota_month, created, rate_minute) "
+				  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 				  4, addr, strrchr(addr, '@') + 1, u->password_hash, ip);
 	if (!s)
 		return -1;
 	if (sqlite3_bind_int64(s, 5, (sqlite3_int64)u->quota_day) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 6, (sqlite3_int64)u->quota_month) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 7, (sqlite3_int64)time(NULL)) != SQLITE_OK) {
+	    sqlite3_bind_int64(s, 7, (sqlite3_int64)time(NULL)) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 8, (sqlite3_int64)u->rate_minute) != SQLITE_OK) {
 		sqlite3_finalize(s);
 		return db_fail(st, err, errlen, "bind");
 	}
@@ -461,7 +509,8 @@ int store_user_add(struct store *st, const struct store_user *u, char *err, size
 	    (u->source_ip && norm_ip(u->source_ip, ip, sizeof ip, err, errlen) < 0))
 		return -1;
 	/* SQLite integers are signed 64-bit; nobody needs a larger quota. */
-	if (u->quota_day > INT64_MAX || u->quota_month > INT64_MAX)
+	if (u->quota_day > INT64_MAX || u->quota_month > INT64_MAX ||
+	    u->rate_minute > INT64_MAX)
 		return fail(err, errlen, "quota too large");
 	if (begin(st, err, errlen) < 0)
 		return -1;
@@ -507,6 +556,50 @@ int store_user_set_password(struct store *st, const char *address, const char *h
 		return -1;
 	return change_one(st, "UPDATE users SET password_hash = ?2 WHERE address = ?1", addr, hash,
 			  "user", err, errlen);
+}
+
+/* bind_limit - parameter I: V when BIT is in WHICH, else NULL (the
+ * column keeps its value). */
+static int bind_limit(sqlite3_stmt *s, int i, unsigned which, unsigned bit, uint64_t v)
+{
+	return which & bit ? sqlite3_bind_int64(s, i, (sqlite3_int64)v) : sqlite3_bind_null(s, i);
+}
+
+int store_user_set_limits(struct store *st, const char *address, const struct store_user *lim,
+			  unsigned which, char *err, size_t errlen)
+{
+	char addr[ADDR_PATH_MAX], ip[64];
+	const char *domain;
+	int set_ip = (which & STORE_LIMIT_SOURCE_IP) && lim->source_ip;
+	if (norm_account(address, addr, &domain, err, errlen) < 0 ||
+	    (set_ip && norm_ip(lim->source_ip, ip, sizeof ip, err, errlen) < 0))
+		return -1;
+	if (lim->quota_day > INT64_MAX || lim->quota_month > INT64_MAX ||
+	    lim->rate_minute > INT64_MAX)
+		return fail(err, errlen, "quota too large");
+	if (begin(st, err, errlen) < 0)
+		return -1;
+	sqlite3_stmt *s = prepare(st, err, errlen,
+				  "UPDATE users SET quota_day = coalesce(?2, quota_day), "
+				  "quota_month = coalesce(?3, quota_month), "
+				  "rate_minute = coalesce(?4, rate_minute), source_ip = "
+				  "CASE WHEN ?5 THEN ?6 ELSE source_ip END WHERE address = ?1",
+				  1, addr);
+	int r = s ? 0 : -1;
+	if (s && (bind_limit(s, 2, which, STORE_LIMIT_QUOTA_DAY, lim->quota_day) ||
+		  bind_limit(s, 3, which, STORE_LIMIT_QUOTA_MONTH, lim->quota_month) ||
+		  bind_limit(s, 4, which, STORE_LIMIT_RATE_MINUTE, lim->rate_minute) ||
+		  sqlite3_bind_int(s, 5, (which & STORE_LIMIT_SOURCE_IP) != 0) ||
+		  (set_ip ? sqlite3_bind_text(s, 6, ip, -1, SQLITE_STATIC) :
+			    sqlite3_bind_null(s, 6)))) {
+		sqlite3_finalize(s);
+		r = db_fail(st, err, errlen, "bind");
+	} else if (s) {
+		r = done(st, s, err, errlen);
+	}
+	if (r == 0 && sqlite3_changes(st->db) != 1)
+		r = fail(err, errlen, "no such user %s", addr);
+	return finish(st, r, err, errlen);
 }
 
 /* list_add - append ",ITEM" to the growing list *LIST unless it is there
@@ -664,6 +757,7 @@ static int user_row(sqlite3_stmt *s, void *arg)
 		.quota_day = (uint64_t)sqlite3_column_int64(s, 2),
 		.quota_month = (uint64_t)sqlite3_column_int64(s, 3),
 		.source_ip = sqlite3_column_type(s, 4) == SQLITE_NULL ? NULL : (char *)text(s, 4),
+		.rate_minute = (uint64_t)sqlite3_column_int64(s, 5),
 	};
 	return e->user(e->ctx, &u);
 }
@@ -684,8 +778,8 @@ int store_user_each(struct store *st, store_user_cb cb, void *ctx, char *err, si
 {
 	struct each e = { .user = cb, .ctx = ctx };
 	return walk(st,
-		    "SELECT address, password_hash, quota_day, quota_month, source_ip "
-		    "FROM users ORDER BY address",
+		    "SELECT address, password_hash, quota_day, quota_month, source_ip, "
+		    "rate_minute FROM users ORDER BY address",
 		    user_row, &e, err, errlen);
 }
 

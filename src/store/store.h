@@ -31,6 +31,7 @@ struct store_user {
 	char *password_hash; /* Argon2id encoded string */
 	uint64_t quota_day, quota_month; /* 0 = unlimited */
 	char *source_ip; /* or NULL */
+	uint64_t rate_minute; /* messages per minute, 0 = unlimited */
 };
 void store_user_free(struct store_user *u);
 
@@ -39,6 +40,18 @@ int store_user_add(struct store *st, const struct store_user *u, char *err, size
 int store_user_del(struct store *st, const char *address, char *err, size_t errlen);
 int store_user_set_password(struct store *st, const char *address, const char *hash,
 			    char *err, size_t errlen);
+
+/* store_user_set_limits - change the limits of user ADDRESS named by
+ * WHICH (STORE_LIMIT_* bits) to those in LIMITS (its address and
+ * password_hash are ignored; a NULL source_ip removes it). */
+enum {
+	STORE_LIMIT_QUOTA_DAY = 1u << 0,
+	STORE_LIMIT_QUOTA_MONTH = 1u << 1,
+	STORE_LIMIT_RATE_MINUTE = 1u << 2,
+	STORE_LIMIT_SOURCE_IP = 1u << 3,
+};
+int store_user_set_limits(struct store *st, const char *address, const struct store_user *limits,
+			  unsigned which, char *err, size_t errlen);
 
 /* store_alias_set - ADDRESS (its domain hosted) expands to TARGETS
  * (comma-separated addresses, local or remote).  Replaces an existing alias. */

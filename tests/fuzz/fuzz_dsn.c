@@ -1,6 +1,6 @@
 /* fuzz_dsn.c - libFuzzer target for the DSN helpers that read network
- * text (queue/dsn.c; RFC 3461 4 xtext, RFC 3463 status codes, RFC 3464
- * delivery-status fields, RFC 5322 2.1.1 line length).
+ * text (queue/dsn.c and dsn_encode.c; RFC 3461 4 xtext, RFC 3463 status
+ * codes, RFC 3464 delivery-status fields, RFC 5322 2.1.1 line length).
  *
  * Remote servers choose the reply text that becomes a Diagnostic-Code;
  * clients choose the ENVID and ORCPT xtext that come back in a bounce.

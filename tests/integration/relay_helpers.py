@@ -7,6 +7,8 @@
   Sink       Postfix's smtp-sink on 127.0.0.N:PORT, every transaction dumped
              to a file (-d) and read back: client address, EHLO, MAIL and
              RCPT arguments, the message.
+             (Both are started and stopped by peers.py, which the benchmark
+             shares.)
   Scripted   a small SMTP receiver in Python for what smtp-sink cannot do
              conditionally: defer the first attempt, refuse one recipient,
              hold the reply to "." open, leave DSN out of EHLO.  It counts
@@ -36,6 +38,7 @@ import time
 import pytest
 
 from helpers import SLOW, data_block, free_port, poll, unique_id
+from peers import Dnsmasq, SmtpSink, wait_listening
 
 SENDER = "bob@tern.test"  # a local user: reports land in its Maildir
 
@@ -73,53 +76,15 @@ TEST_DOMAINS = [
 ]
 
 
-def _wait_port(addr, port, proc, what, timeout=10):
-    def up():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError("%s exited with %d" % (what, proc.returncode))
-        try:
-            with socket.create_connection((addr, port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    poll(up, timeout, 0.05, what="%s on %s:%d" % (what, addr, port))
-
-
-def _stop(proc):
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class DNS:
+class DNS(Dnsmasq):
     """dnsmasq answering for .test on 127.0.0.1:PORT (UDP and TCP)."""
 
     def __init__(self, root):
-        self.port = free_port()
-        self.log = os.path.join(root, "dnsmasq.log")
         # tempfail.test is forwarded to a port where nobody answers: its
         # lookups time out (a temporary DNS failure).
         dead = free_port()
-        argv = ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
-                "--pid-file=", "--port=%d" % self.port, "--listen-address=127.0.0.1",
-                "--bind-interfaces", "--local=/test/", "--local-ttl=1",
-                "--server=/tempfail.test/127.0.0.1#%d" % dead] + TEST_DOMAINS
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        _wait_port("127.0.0.1", self.port, self.proc, "dnsmasq")
-
-    @property
-    def server(self):
-        return "127.0.0.1:%d" % self.port
-
-    def stop(self):
-        _stop(self.proc)
+        super().__init__(os.path.join(root, "dnsmasq.log"), free_port(), TEST_DOMAINS,
+                         extra=["--server=/tempfail.test/127.0.0.1#%d" % dead])
 
 
 def _daemon_writable_dir(path):
@@ -129,20 +94,13 @@ def _daemon_writable_dir(path):
     return path
 
 
-class Sink:
+class Sink(SmtpSink):
     """smtp-sink on ADDR:PORT dumping every transaction under DIR."""
 
     def __init__(self, root, addr, port, name="sink", options=()):
-        self.addr, self.port = addr, port
         self.dir = _daemon_writable_dir(os.path.join(root, "%s-%s" % (name, addr)))
-        argv = ["smtp-sink", "-d", os.path.join(self.dir, "msg.")] + list(options)
-        if os.geteuid() == 0:
-            argv += ["-u", "nobody"]
-        argv += ["%s:%d" % (addr, port), "64"]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=open(os.path.join(self.dir, "..", name + ".log"), "a"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_port(addr, port, self.proc, "smtp-sink")
+        super().__init__(os.path.join(root, name + ".log"), addr, port,
+                         ["-d", os.path.join(self.dir, "msg.")] + list(options))
 
     def messages(self):
         """Every captured transaction, oldest file first (by mtime).  A
@@ -165,9 +123,6 @@ class Sink:
             return found if len(found) >= count else None
 
         return poll(enough, timeout, what="%d message(s) at smtp-sink %s" % (count, self.addr))
-
-    def stop(self):
-        _stop(self.proc)
 
 
 def parse_dump(raw):
@@ -446,7 +401,7 @@ class Postfix:
             f.write(POSTFIX_MAIN_CF.format(dir=self.dir, uid=pw.pw_uid, gid=pw.pw_gid))
         self.conf = conf
         self._postfix("start")
-        _wait_port(addr, port, None, "postfix")
+        wait_listening(addr, port, None, "postfix")
 
     def _postfix(self, verb):
         # postfix writes its complaints to stderr only when it is a terminal.

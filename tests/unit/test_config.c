@@ -98,6 +98,7 @@ static void test_defaults_without_a_file(void)
 	CHECK(cfg.queue_lifetime == 5 * 86400);
 	CHECK(cfg.delay_warning == 4 * 3600);
 	CHECK(cfg.webhook_allow_private == 0);
+	CHECK(cfg.webhook_max_failures == 10);
 	CHECK_STR(cfg.store, "sqlite:./tern-data/tern.db");
 	CHECK_STR(config_db_path(&cfg), "./tern-data/tern.db");
 	CHECK(cfg.max_connections == 1000);
@@ -190,6 +191,7 @@ static void test_every_directive_accepted(void)
 			   "queue_lifetime 2d\n"
 			   "delay_warning 0\n"
 			   "webhook_allow_private yes\n"
+			   "webhook_max_failures 3\n"
 			   "store postgresql://tern@db/tern\n"
 			   "max_connections 500\n"
 			   "max_connections_per_ip 5\n"
@@ -238,6 +240,7 @@ static void test_every_directive_accepted(void)
 	CHECK(cfg.queue_lifetime == 2 * 86400);
 	CHECK(cfg.delay_warning == 0);
 	CHECK(cfg.webhook_allow_private == 1);
+	CHECK(cfg.webhook_max_failures == 3);
 	CHECK_STR(cfg.store, "postgresql://tern@db/tern");
 	CHECK(config_db_path(&cfg) == NULL);
 	CHECK(cfg.max_connections == 500);

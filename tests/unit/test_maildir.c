@@ -240,6 +240,45 @@ static void test_failure_leaves_nothing(void)
 	rm_rf(root);
 }
 
+/* A delivery repeated with its key (as after a crash before the caller
+ * recorded it) is stored once; another key is another message; a crashed
+ * attempt's leftover in tmp/ does not stop it; a bad key is refused. */
+static void test_deliver_once_stores_a_repeat_once(void)
+{
+	setup();
+	int fd = body_file("", "Subject: x\r\n\r\nhello\r\n", 21);
+	char dir[256], tmp[512];
+	static char names[8][512];
+	snprintf(dir, sizeof dir, "%s/mailboxes/example.net/erin/Maildir", root);
+	for (int i = 0; i < 3; i++)
+		CHECK(maildir_deliver_once(root, "erin", "example.net", "mx", 1700000000, "Q1A-0",
+					   "", 0, fd, 0, 21) == 0);
+	snprintf(tmp, sizeof tmp, "%s/new", dir);
+	CHECK(list_dir(tmp, names, 8) == 1);
+	CHECK_STR(names[0], "1700000000.KQ1A-0.mx,S=18,W=21");
+	/* A leftover of a crashed attempt of the next delivery. */
+	snprintf(tmp, sizeof tmp, "%s/tmp/1700000000.KQ1A-1.mx", dir);
+	int left = open(tmp, O_WRONLY | O_CREAT, 0600);
+	CHECK(left >= 0 && write(left, "torn", 4) == 4);
+	close(left);
+	CHECK(maildir_deliver_once(root, "erin", "example.net", "mx", 1700000000, "Q1A-1", "", 0,
+				   fd, 0, 21) == 0);
+	snprintf(tmp, sizeof tmp, "%s/new", dir);
+	CHECK(list_dir(tmp, names, 8) == 2);
+	snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+	CHECK(list_dir(tmp, names, 8) == 0);
+	const char *bad[] = {"", "a/b", "a.b", "../x", "a b",
+			     "0123456789012345678901234567890123456789012345678901234567890123456789"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		errno = 0;
+		CHECK(maildir_deliver_once(root, "erin", "example.net", "mx", 1, bad[i], "", 0, fd,
+					   0, 21) == -1 &&
+		      errno == EINVAL);
+	}
+	close(fd);
+	rm_rf(root);
+}
+
 /* ---- the queue: spool -> directory -> Maildir ---- */
 
 struct qenv {
@@ -573,6 +612,7 @@ int main(void)
 	RUN(test_delivery_converts_crlf_and_names_file);
 	RUN(test_names_unique);
 	RUN(test_failure_leaves_nothing);
+	RUN(test_deliver_once_stores_a_repeat_once);
 	RUN(test_queue_delivers_local_and_removes);
 	RUN(test_queue_bounces_unknown_and_parks_remote);
 	RUN(test_queue_alias_expanded_and_not_repeated);

@@ -490,6 +490,103 @@ static void test_callback_may_free_the_resolver(void)
 	CHECK(f.calls == 1);
 }
 
+/* resolve_host - one synchronous mx_resolve_host; the caller frees. */
+static struct mx_result *resolve_host(struct mx_resolver *r, const char *name)
+{
+	struct outcome o = {0};
+	CHECK(mx_resolve_host(r, name, on_result, &o) == 0);
+	CHECK(o.calls == 0); /* never from inside mx_resolve_host */
+	run_until(&o.calls, 10);
+	CHECK(o.calls == 1);
+	return o.res;
+}
+
+static void test_host_lookup_gives_a_then_aaaa(void)
+{
+	struct mx_resolver *r = resolver_for(dns_server, 1000);
+	char buf[64];
+	struct mx_result *res = resolve_host(r, "Implicit.TEST.");
+	CHECK(res && res->status == MX_OK && res->nhosts == 1 && !res->literal);
+	if (res && res->nhosts == 1) {
+		CHECK_STR(res->hosts[0].name, "implicit.test");
+		CHECK(res->hosts[0].naddrs == 2);
+		CHECK_STR(addr_text(&res->hosts[0].addrs[0], buf, sizeof buf), "127.0.0.20");
+		CHECK_STR(addr_text(&res->hosts[0].addrs[1], buf, sizeof buf), "::20");
+	}
+	mx_result_free(&res);
+	/* An MX host's own name: its address, not the MX route. */
+	res = resolve_host(r, "mx2.multi.test");
+	CHECK(res && res->status == MX_OK && res->nhosts == 1);
+	if (res && res->nhosts == 1) {
+		CHECK(res->hosts[0].naddrs == 1);
+		CHECK_STR(addr_text(&res->hosts[0].addrs[0], buf, sizeof buf), "127.0.0.12");
+	}
+	mx_result_free(&res);
+	mx_resolver_free(&r);
+}
+
+static void test_host_lookup_failures(void)
+{
+	struct mx_resolver *r = resolver_for(dns_server, 300);
+	struct mx_result *res = resolve_host(r, "nothere.test");
+	CHECK(res && res->status == MX_NOHOSTS && res->nhosts == 0 && res->error);
+	mx_result_free(&res);
+	res = resolve_host(r, "multi.test"); /* MX records only, no address */
+	CHECK(res && res->status == MX_NOHOSTS);
+	mx_result_free(&res);
+	res = resolve_host(r, "bad name.test");
+	CHECK(res && res->status == MX_NXDOMAIN);
+	mx_result_free(&res);
+	res = resolve_host(r, "[127.0.0.1]"); /* brackets belong to URLs and SMTP */
+	CHECK(res && res->status == MX_NXDOMAIN);
+	mx_result_free(&res);
+	res = resolve_host(r, "mx.tf.test");
+	CHECK(res && res->status == MX_TEMPFAIL && res->nhosts == 0);
+	mx_result_free(&res);
+	mx_resolver_free(&r);
+}
+
+static void test_host_literals_need_no_dns(void)
+{
+	struct mx_resolver *r = resolver_for(dead_server, 300);
+	char buf[64];
+	struct mx_result *res = resolve_host(r, "127.0.0.9");
+	CHECK(res && res->status == MX_OK && res->literal && res->nhosts == 1);
+	if (res && res->nhosts == 1 && res->hosts[0].naddrs == 1) {
+		CHECK(res->hosts[0].addrs[0].u.sa.sa_family == AF_INET);
+		CHECK_STR(addr_text(&res->hosts[0].addrs[0], buf, sizeof buf), "127.0.0.9");
+	}
+	mx_result_free(&res);
+	res = resolve_host(r, "2001:db8::7");
+	CHECK(res && res->status == MX_OK && res->literal && res->nhosts == 1);
+	if (res && res->nhosts == 1 && res->hosts[0].naddrs == 1) {
+		CHECK(res->hosts[0].addrs[0].u.sa.sa_family == AF_INET6);
+		CHECK(res->hosts[0].addrs[0].len == sizeof(struct sockaddr_in6));
+		CHECK_STR(addr_text(&res->hosts[0].addrs[0], buf, sizeof buf), "2001:db8::7");
+	}
+	mx_result_free(&res);
+	mx_resolver_free(&r);
+}
+
+static void test_host_lookups_are_not_cached(void)
+{
+	struct mx_resolver *r = resolver_for(dns_server, 1000);
+	struct mx_result *res = resolve_host(r, "cache.test");
+	CHECK(res && res->status == MX_NOHOSTS); /* MX only */
+	mx_result_free(&res);
+	res = resolve_host(r, "implicit.test");
+	CHECK(res && res->status == MX_OK && !res->cached);
+	mx_result_free(&res);
+	res = resolve_host(r, "implicit.test");
+	CHECK(res && res->status == MX_OK && !res->cached);
+	mx_result_free(&res);
+	/* Nor does a host lookup stand in for the domain's mail route. */
+	res = resolve(r, "implicit.test");
+	CHECK(res && res->status == MX_OK && res->implicit && !res->cached);
+	mx_result_free(&res);
+	mx_resolver_free(&r);
+}
+
 /* open_blackhole - a UDP socket that receives queries and never answers. */
 static int open_blackhole(void)
 {
@@ -532,6 +629,10 @@ int main(void)
 	RUN(test_cache_honours_smallest_ttl);
 	RUN(test_free_cancels_pending_lookups);
 	RUN(test_callback_may_free_the_resolver);
+	RUN(test_host_lookup_gives_a_then_aaaa);
+	RUN(test_host_lookup_failures);
+	RUN(test_host_literals_need_no_dns);
+	RUN(test_host_lookups_are_not_cached);
 
 	stop_dnsmasq();
 	close(blackhole_fd);

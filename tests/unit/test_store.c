@@ -105,6 +105,18 @@ static int collect_user(void *ctx, const struct store_user *u)
 	return ++c->calls == c->stop_after;
 }
 
+/* collect_limits - "address day month rate ip" per user. */
+static int collect_limits(void *ctx, const struct store_user *u)
+{
+	struct collect *c = ctx;
+	char line[256];
+	snprintf(line, sizeof line, "%s %llu %llu %llu %s", u->address,
+		 (unsigned long long)u->quota_day, (unsigned long long)u->quota_month,
+		 (unsigned long long)u->rate_minute, u->source_ip ? u->source_ip : "-");
+	append(c, line);
+	return ++c->calls == c->stop_after;
+}
+
 static int collect_alias(void *ctx, const char *address, const char *targets)
 {
 	struct collect *c = ctx;
@@ -119,7 +131,7 @@ static void test_open_creates_schema_in_wal_mode(void)
 	struct store *st = fresh();
 	CHECK(st != NULL);
 	CHECK(version(st) == 0);
-	CHECK(raw_int("SELECT version FROM schema_version") == 2);
+	CHECK(raw_int("SELECT version FROM schema_version") == 3);
 	CHECK(raw_int("SELECT count(*) FROM schema_version") == 1);
 	char mode[16];
 	CHECK_STR(raw_text("PRAGMA journal_mode", mode, sizeof mode), "wal");
@@ -146,7 +158,7 @@ static void test_reopen_keeps_data_and_schema(void)
 		CHECK(c.calls == 1);
 		store_close(&st);
 	}
-	CHECK(raw_int("SELECT version FROM schema_version") == 2);
+	CHECK(raw_int("SELECT version FROM schema_version") == 3);
 	CHECK(raw_int("SELECT count(*) FROM schema_version") == 1);
 }
 
@@ -408,6 +420,104 @@ static void test_foreign_keys_enforced(void)
 	CHECK(raw_int("SELECT count(*) FROM domains") == 1);
 }
 
+static void test_user_rate_minute_stored(void)
+{
+	struct store *st = fresh();
+	CHECK(store_domain_add(st, "example.org", err, sizeof err) == 0);
+	struct store_user u = { .address = "bob@example.org", .password_hash = HASH,
+				.quota_day = 5, .rate_minute = 30 };
+	CHECK(store_user_add(st, &u, err, sizeof err) == 0);
+	CHECK(add_user(st, "amy@example.org") == 0);
+	struct collect c = { .text = "" };
+	CHECK(store_user_each(st, collect_limits, &c, err, sizeof err) == 0);
+	CHECK_STR(c.text, "amy@example.org 0 0 0 -;bob@example.org 5 0 30 -;");
+	u.address = "big@example.org";
+	u.rate_minute = (uint64_t)INT64_MAX + 1;
+	CHECK(store_user_add(st, &u, err, sizeof err) == -1);
+	store_close(&st);
+}
+
+static void test_migration_adds_rate_to_existing_users(void)
+{
+	/* A database of schema 2 with a user: made by undoing migration 3. */
+	struct store *st = fresh();
+	CHECK(store_domain_add(st, "example.org", err, sizeof err) == 0);
+	CHECK(add_user(st, "bob@example.org") == 0);
+	store_close(&st);
+	sqlite3 *h;
+	CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+	CHECK(sqlite3_exec(h,
+			   "DROP TABLE events; DROP TABLE stats_hourly; DROP TABLE messages;"
+			   "DROP TABLE suppressions; DROP TABLE webhooks;"
+			   "ALTER TABLE users DROP COLUMN rate_minute;"
+			   "UPDATE schema_version SET version = 2",
+			   NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(h);
+	st = store_open(db, err, sizeof err);
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	CHECK(raw_int("SELECT version FROM schema_version") == 3);
+	CHECK(raw_int("SELECT count(*) FROM webhooks") == 0);
+	struct collect c = { .text = "" };
+	CHECK(store_user_each(st, collect_limits, &c, err, sizeof err) == 0);
+	CHECK_STR(c.text, "bob@example.org 0 0 0 -;");
+	store_close(&st);
+}
+
+static void test_user_set_limits(void)
+{
+	struct store *st = fresh();
+	CHECK(store_domain_add(st, "example.org", err, sizeof err) == 0);
+	struct store_user u = { .address = "bob@example.org", .password_hash = HASH,
+				.quota_day = 100, .quota_month = 2000, .source_ip = "192.0.2.7" };
+	CHECK(store_user_add(st, &u, err, sizeof err) == 0);
+	int64_t v = version(st);
+	struct store_user lim = { .rate_minute = 12, .quota_day = 1 };
+	/* Only the fields named change. */
+	CHECK(store_user_set_limits(st, "Bob@Example.org", &lim, STORE_LIMIT_RATE_MINUTE, err,
+				    sizeof err) == 0);
+	CHECK(version(st) == ++v);
+	struct collect c = { .text = "" };
+	CHECK(store_user_each(st, collect_limits, &c, err, sizeof err) == 0);
+	CHECK_STR(c.text, "bob@example.org 100 2000 12 192.0.2.7;");
+	lim = (struct store_user){ .quota_day = 7, .quota_month = 70, .source_ip = "2001:DB8::9" };
+	CHECK(store_user_set_limits(st, "bob@example.org", &lim,
+				    STORE_LIMIT_QUOTA_DAY | STORE_LIMIT_QUOTA_MONTH |
+					    STORE_LIMIT_SOURCE_IP,
+				    err, sizeof err) == 0);
+	c = (struct collect){ .text = "" };
+	CHECK(store_user_each(st, collect_limits, &c, err, sizeof err) == 0);
+	CHECK_STR(c.text, "bob@example.org 7 70 12 2001:db8::9;");
+	/* A NULL source_ip with its bit removes it; 0 is unlimited. */
+	lim = (struct store_user){ 0 };
+	CHECK(store_user_set_limits(st, "bob@example.org", &lim,
+				    STORE_LIMIT_SOURCE_IP | STORE_LIMIT_QUOTA_DAY, err,
+				    sizeof err) == 0);
+	c = (struct collect){ .text = "" };
+	CHECK(store_user_each(st, collect_limits, &c, err, sizeof err) == 0);
+	CHECK_STR(c.text, "bob@example.org 0 70 12 -;");
+	v = version(st);
+	/* Refused changes change nothing, the version included. */
+	CHECK(store_user_set_limits(st, "carol@example.org", &lim, STORE_LIMIT_QUOTA_DAY, err,
+				    sizeof err) == -1);
+	CHECK_STR(err, "no such user carol@example.org");
+	lim.source_ip = "not-an-ip";
+	CHECK(store_user_set_limits(st, "bob@example.org", &lim, STORE_LIMIT_SOURCE_IP, err,
+				    sizeof err) == -1);
+	CHECK_STR(err, "invalid source IP address: not-an-ip");
+	lim = (struct store_user){ .rate_minute = (uint64_t)INT64_MAX + 1 };
+	CHECK(store_user_set_limits(st, "bob@example.org", &lim, STORE_LIMIT_RATE_MINUTE, err,
+				    sizeof err) == -1);
+	CHECK(store_user_set_limits(st, "bob", &lim, STORE_LIMIT_QUOTA_DAY, err, sizeof err) ==
+	      -1);
+	CHECK(version(st) == v);
+	c = (struct collect){ .text = "" };
+	CHECK(store_user_each(st, collect_limits, &c, err, sizeof err) == 0);
+	CHECK_STR(c.text, "bob@example.org 0 70 12 -;");
+	store_close(&st);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "/tmp/test_store.XXXXXX");
@@ -428,6 +538,9 @@ int main(void)
 	RUN(test_version_bumps_on_every_change_only);
 	RUN(test_second_connection_sees_writes);
 	RUN(test_foreign_keys_enforced);
+	RUN(test_user_rate_minute_stored);
+	RUN(test_migration_adds_rate_to_existing_users);
+	RUN(test_user_set_limits);
 	nftw(dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
 	return check_summary();
 }
