@@ -705,33 +705,29 @@ void queue_set_directory(struct queue *q, struct directory *d)
 	q->dir = d ? directory_ref(d) : NULL;
 }
 
-/* stale_report - M is a report whose original is still in the queue
- * without the pass that made it saved: a crash came between the two, and
- * the original will make the report again. */
-static int stale_report(const struct queue *q, const struct qmsg *m)
+/* stale_report - ENVS[I] is a report whose original is still in the
+ * spool without the pass that made it saved: a crash came between the
+ * two, and the original will make the report again. */
+static int stale_report(const struct envelope *envs, const int *ok, size_t n, size_t i)
 {
-	if (!m->env.dsn_of[0])
+	if (!envs[i].dsn_of[0])
 		return 0;
-	for (const struct qmsg *o = q->msgs; o; o = o->next)
-		if (o != m && !strcmp(o->env.id, m->env.dsn_of))
-			return o->env.passes < m->env.dsn_pass;
+	for (size_t k = 0; k < n; k++)
+		if (k != i && ok[k] && !strcmp(envs[k].id, envs[i].dsn_of))
+			return envs[k].passes < envs[i].dsn_pass;
 	return 0;
 }
 
-/* drop_stale_reports - see stale_report; at start, before any pass. */
-static void drop_stale_reports(struct queue *q)
+/* read_all - every envelope of IDS into ENVS (OK[i] set for those read). */
+static void read_all(struct queue *q, char **ids, size_t n, struct envelope *envs, int *ok)
 {
-	struct qmsg *next;
-	for (struct qmsg *m = q->msgs; m; m = next) {
-		next = m->next;
-		if (!stale_report(q, m))
-			continue;
-		log_warn("%s: report made by an unsaved pass of %s; removed", m->env.id,
-			 m->env.dsn_of);
-		if (spool_remove(q->sp, m->env.id) == 0) {
-			qmsg_unschedule(m);
-			qmsg_free(m);
-		}
+	for (size_t i = 0; i < n; i++) {
+		char buf[128];
+		if (spool_read_envelope(q->sp, ids[i], &envs[i]) < 0)
+			log_error("%s: unreadable envelope (%s); left in the spool", ids[i],
+				  strerror_r(errno, buf, sizeof buf));
+		else
+			ok[i] = 1;
 	}
 }
 
@@ -741,34 +737,40 @@ long queue_recover(struct queue *q)
 	char **ids = spool_list(q->sp, &n);
 	if (!ids)
 		return errno ? -1 : 0;
-	long found = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct envelope env;
-		char buf[128];
-		if (spool_read_envelope(q->sp, ids[i], &env) < 0) {
-			log_error("%s: unreadable envelope (%s); left in the spool", ids[i],
-				  strerror_r(errno, buf, sizeof buf));
-		} else {
-			struct qmsg *m = msg_take(q, &env);
-			if (!m) {
-				envelope_free(&env);
-				log_error("%s: out of memory; recovered at next start", ids[i]);
-			} else {
-				found++;
-			}
+	struct envelope *envs = calloc(n, sizeof *envs);
+	int *ok = calloc(n, sizeof *ok);
+	long found = envs && ok ? 0 : -1;
+	if (envs && ok)
+		read_all(q, ids, n, envs, ok);
+	for (size_t i = 0; found >= 0 && i < n; i++) {
+		if (ok[i] && stale_report(envs, ok, n, i)) {
+			log_warn("%s: report made by an unsaved pass of %s; removed", envs[i].id,
+				 envs[i].dsn_of);
+			if (spool_remove(q->sp, envs[i].id) == 0)
+				ok[i] = 2; /* gone: not queued */
 		}
+	}
+	for (size_t i = 0; found >= 0 && i < n; i++) {
+		if (ok[i] == 1) {
+			struct qmsg *m = msg_take(q, &envs[i]);
+			if (m) {
+				found++;
+				/* The schedule is the envelope's: each recipient's
+				 * next attempt survives the restart. */
+				time_t due = next_due(m);
+				qmsg_schedule(m, due < 0 ? 0 : due);
+				continue;
+			}
+			log_error("%s: out of memory; recovered at next start", ids[i]);
+		}
+		if (ok[i])
+			envelope_free(&envs[i]);
+	}
+	for (size_t i = 0; i < n; i++)
 		free(ids[i]);
-	}
 	free(ids);
-	drop_stale_reports(q);
-	/* The schedule is the envelope's: each recipient's next attempt
-	 * survives the restart. */
-	struct qmsg *next;
-	for (struct qmsg *m = q->msgs; m; m = next) {
-		next = m->next;
-		time_t due = next_due(m);
-		qmsg_schedule(m, due < 0 ? 0 : due);
-	}
+	free(envs);
+	free(ok);
 	return found;
 }
 

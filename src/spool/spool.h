@@ -1,19 +1,26 @@
 /* spool.h - the durable message store.
  *
- * Promise: when the commit callback reports success, the message bytes, its
- * envelope and the directory entry naming them are on stable storage (file
- * and directory fsynced).  Only then may the session answer 250.
+ * Promise: when the commit callback reports success, the message bytes and
+ * its envelope are on stable storage, and so is what names them: either a
+ * record in the write-ahead log (fdatasynced; recovery at start rebuilds
+ * msg/ID from it) or the file msg/ID itself with its directory (fsynced).
+ * Only then may the session answer 250.  A kill -9 or a power cut after
+ * that loses nothing: spool_open puts back every msg/ID the log holds
+ * before anything lists the spool.
  *
  * Group commit: commits that arrive while a flush is running wait and are
  * flushed together by the next one, so concurrent acceptances share disk
- * flushes.  All flushing runs on the worker pool; every function here is
- * called on the loop thread unless it says otherwise.
+ * flushes (one fdatasync of the log per batch).  All flushing runs on the
+ * worker pool; every function here is called on the loop thread unless it
+ * says otherwise.
  *
  * Layout under DATA_DIR/spool: "msg/ID" is one file per message (envelope
  * text, a blank line, then the message bytes with CRLF line ends);
- * "tmp/" holds files being written, removed at start.  Queue ids are unique
- * across restarts: time, a counter and random bits.  The format and the
- * commit protocol are described in docs/design/spool.md.
+ * "tmp/" holds files being written, removed at start; "free/" empty spare
+ * files for reuse; "wal/" the write-ahead log (a preallocated file) and
+ * the removal notes.  Queue ids
+ * are unique across restarts: time, a counter and random bits.  The format
+ * and the commit protocol are described in docs/design/spool.md.
  *
  * Ids given to the functions below must be queue ids ([0-9A-Za-z]{1,31});
  * anything else is refused with EINVAL, so an id never walks the file
@@ -29,15 +36,18 @@ struct evbuffer;
 struct spool;
 struct workers;
 
-/* spool_open - create DIR/{msg,tmp} if needed, remove leftovers in tmp.
- * Takes an exclusive lock on DIR (flock) so two daemons never share one
- * spool.  Blocking: call before the loop runs.  NULL with ERR set on
- * failure. */
+/* spool_open - create DIR/{msg,tmp,free,wal} if needed (the log preallocated,
+ * unless the file system is small), remove leftovers in tmp, and recover:
+ * every message the log holds is made whole in msg/.  Takes an exclusive
+ * lock on DIR (flock) so two daemons never share one spool.  Blocking: call
+ * before the loop runs.  NULL with ERR set on failure (also when the log
+ * cannot be read: it may hold acknowledged messages). */
 struct spool *spool_open(const char *dir, struct workers *pool, char *err,
 			 size_t errlen);
 /* spool_close - release the spool; clears *SP.  A flush still running
  * finishes first (its callbacks and those of commits still waiting run
- * as usual), then the spool is freed. */
+ * as usual), then a last checkpoint (blocking) leaves nothing to replay,
+ * and the spool is freed. */
 void spool_close(struct spool **sp);
 
 /* spool_new_id - a fresh unique queue id into OUT (at least 32 bytes). */
@@ -74,16 +84,18 @@ int spool_open_body(struct spool *sp, const char *id, long *offset,
  * (worker).  Returns 0 or -1 with errno. */
 int spool_update_envelope(struct spool *sp, const struct envelope *env);
 
-/* spool_remove - unlink ID once every recipient is final.  Blocking
- * (worker).  Returns 0 or -1 with errno. */
+/* spool_remove - take ID away once every recipient is final: its file is
+ * emptied and kept as a spare, or unlinked, and the removal noted for the
+ * log so recovery does not bring it back.  Blocking (worker).
+ * Returns 0 or -1 with errno. */
 int spool_remove(struct spool *sp, const char *id);
 
 /* spool_dir - the spool's directory (for tests and logs). */
 const char *spool_dir(const struct spool *sp);
 
 /* spool_flushes - how many group-commit flushes have completed (each one
- * fsyncs msg/ once for its whole batch).  For tests and metrics: N commits
- * sharing flushes show as fewer than N here. */
+ * fdatasyncs the log once for its whole batch).  For tests and metrics: N
+ * commits sharing flushes show as fewer than N here. */
 unsigned long spool_flushes(const struct spool *sp);
 
 #endif
