@@ -181,6 +181,8 @@ static int start_relay(struct daemon *d, char *err, size_t errlen)
 		.relay_auth_user = cfg->relay_auth_user,
 		.relay_auth_password = cfg->relay_auth_password,
 		.policy = retry_policy_of(cfg),
+		.per_dest_max = cfg->relay_destination_concurrency,
+		.global_max = cfg->relay_concurrency,
 		.timeouts = relay_timeouts(cfg->relay_timeout_connect, cfg->relay_timeout_command,
 					   cfg->relay_timeout_data),
 	};

@@ -75,6 +75,10 @@ enum { ONCE, REPEATABLE };
 	  set_duration, relay_timeout_command, 1, ONCE, 1, DAY)                                    \
 	X(relay_timeout_data, "relay_timeout_data DURATION", "10m",                                \
 	  set_duration, relay_timeout_data, 1, ONCE, 1, DAY)                                       \
+	X(relay_destination_concurrency, "relay_destination_concurrency N", "20",                  \
+	  set_number, relay_destination_concurrency, 1, ONCE, 1, 1000)                             \
+	X(relay_concurrency, "relay_concurrency N", "100",                                         \
+	  set_number, relay_concurrency, 1, ONCE, 1, 10000)                                        \
 	X(max_message_size, "max_message_size SIZE", "35M",                                        \
 	  set_size, max_message_size, 1, ONCE, 0, 0)                                               \
 	X(max_recipients, "max_recipients N", "1000",                                              \
@@ -523,6 +527,8 @@ int config_defaults(struct config *cfg)
 	cfg->relay_timeout_connect = 30;
 	cfg->relay_timeout_command = 5 * 60;
 	cfg->relay_timeout_data = 10 * 60;
+	cfg->relay_destination_concurrency = 20;
+	cfg->relay_concurrency = 100;
 	cfg->max_message_size = 35 * 1024 * 1024;
 	cfg->max_recipients = 1000;
 	cfg->queue_lifetime = 5 * DAY;

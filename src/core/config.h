@@ -66,6 +66,8 @@ struct config {
 	/* The relay's SMTP client (seconds): TCP connect; the greeting and each
 	 * reply before the data; the reply after the data. */
 	unsigned relay_timeout_connect, relay_timeout_command, relay_timeout_data;
+	/* Connections to one destination, and altogether. */
+	unsigned relay_destination_concurrency, relay_concurrency;
 
 	uint64_t max_message_size; /* bytes */
 	unsigned max_recipients;

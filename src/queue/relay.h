@@ -51,8 +51,8 @@
 #include "queue/retry.h"
 #include "smtp/client.h"
 
-#define RELAY_PER_DEST_MAX 4	/* connections to one destination */
-#define RELAY_GLOBAL_MAX   64	/* connections altogether */
+#define RELAY_PER_DEST_MAX 20	/* connections to one destination */
+#define RELAY_GLOBAL_MAX   100	/* connections altogether */
 #define RELAY_IDLE_KEEP_MS 5000 /* an idle connection waits this long for more */
 #define RELAY_ADDRS_MAX	   10	/* addresses one connection tries */
 #define RELAY_SOURCE_MAX   64	/* an IP address in text form */

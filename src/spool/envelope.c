@@ -275,10 +275,10 @@ int envelope_format(const struct envelope *env, char **out, size_t *len)
 		text_num(&t, "delay-warned", env->delay_warned);
 	if (env->passes)
 		text_num(&t, "passes", env->passes);
-	if (env->dsn_of[0]) {
+	if (env->dsn_of[0])
 		text_str(&t, "dsn-of", env->dsn_of);
+	if (env->dsn_pass)
 		text_num(&t, "dsn-pass", env->dsn_pass);
-	}
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct envelope_rcpt *r = &env->rcpts[i];
 		/* "rcpt" opens a recipient; the "rcpt-" lines after it are its
@@ -466,13 +466,14 @@ static int parse_field(struct envelope *env, const char *key, size_t klen, const
 		int rc = parse_rcpt_field(&env->rcpts[env->nrcpts - 1], key, klen, v, n);
 		return rc > 0 ? 0 : rc; /* unknown recipient key: skipped */
 	}
-	if (key_is(key, klen, "id")) {
+	if (key_is(key, klen, "id") || key_is(key, klen, "dsn-of")) {
+		/* Both are queue ids; "dsn-of" names the message a report is about. */
 		char *id = unescape(v, n);
 		if (!id)
 			return -1;
 		int ok = valid_id(id);
 		if (ok)
-			memcpy(env->id, id, strlen(id) + 1);
+			memcpy(key_is(key, klen, "id") ? env->id : env->dsn_of, id, strlen(id) + 1);
 		free(id);
 		return ok ? 0 : (errno = EINVAL, -1);
 	}
@@ -508,11 +509,6 @@ static int parse_field(struct envelope *env, const char *key, size_t klen, const
 		if (parse_num(v, n, 0, UINT_MAX, &x) < 0)
 			return -1;
 		*(key_is(key, klen, "passes") ? &env->passes : &env->dsn_pass) = (unsigned)x;
-	} else if (key_is(key, klen, "dsn-of")) {
-		if (n >= sizeof env->dsn_of)
-			return errno = EINVAL, -1;
-		memcpy(env->dsn_of, v, n);
-		env->dsn_of[n] = '\0';
 	}
 	/* Unknown keys are skipped: a later writer may add optional fields
 	 * without a new version line (a change old readers must not ignore

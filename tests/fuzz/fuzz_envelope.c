@@ -37,6 +37,8 @@ static void check_same(const struct envelope *a, const struct envelope *b)
 	check(same_str(a->client_addr, b->client_addr) && same_str(a->helo, b->helo));
 	check(a->ret == b->ret && a->body_8bit == b->body_8bit && a->smtputf8 == b->smtputf8);
 	check(a->received == b->received && a->size == b->size);
+	check(a->held == b->held && a->delay_warned == b->delay_warned);
+	check(a->passes == b->passes && a->dsn_pass == b->dsn_pass && !strcmp(a->dsn_of, b->dsn_of));
 	check(a->nrcpts == b->nrcpts);
 	for (size_t i = 0; i < a->nrcpts; i++) {
 		const struct envelope_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];

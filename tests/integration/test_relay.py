@@ -320,10 +320,10 @@ def test_connection_is_reused_for_the_next_message(relay, receivers, remote_port
     assert len(rx.connections[0].transactions) == 2
 
 
-def test_at_most_four_connections_to_one_domain(relay, receivers, remote_port):
+def test_connections_to_one_domain_are_limited(relay, receivers, remote_port):
     rx = receivers.scripted(SCRIPT_ADDR, remote_port)
     rx.hold()  # every transaction waits at "." until released
-    t = relay()
+    t = relay(relay_destination_concurrency="4")
     for i in range(8):
         send(t, ["m%d@script.test" % i], make_message("parallel %d" % i, sender=SENDER))
     poll(lambda: sum(x.data is not None for x in rx.transactions()) >= 4, 10, 0.1,
