@@ -102,29 +102,6 @@ void api_record_accepted(struct http_server *srv, const struct envelope *env,
 {
 	if (srv->ctx->policy)
 		policy_charge(srv->ctx->policy, env->auth_user, env->nrcpts, env->received);
-	struct event_log *log = srv->ctx->events;
-	if (!log)
-		return;
-	struct message_meta m = {
-		.user = env->auth_user ? env->auth_user : "",
-		.sender = env->sender,
-		/* The record only reads these (message_meta also carries
-		 * strings it owns, when read back). */
-		.subject = (char *)(subject ? subject : ""),
-		.tags = (char *)(tags_json ? tags_json : "[]"),
-		.created_ms = (int64_t)env->received * 1000,
-	};
-	snprintf(m.id, sizeof m.id, "%s", env->id);
-	event_log_message(log, &m);
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		struct event_note n = {
-			.type = EVENT_ACCEPTED,
-			.message_id = env->id,
-			.user = env->auth_user,
-			.recipient = env->rcpts[i].address,
-			.detail = "HTTP API",
-			.received = env->received,
-		};
-		event_log_emit(log, &n);
-	}
+	if (srv->ctx->events)
+		event_log_accepted(srv->ctx->events, env, subject, tags_json, "HTTP API");
 }

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/workers.h"
 #include "http/http_private.h"
+#include "store/directory.h"
 #include "store/event_log.h"
 #include "store/records.h"
 
@@ -255,4 +256,15 @@ int api_scope(struct api_request *r, const char *given, const char **user)
 		http_reply_error(r->req, 403, "forbidden",
 				 "a user's key reads only its own user's data");
 	return status ? -1 : 0;
+}
+
+int api_scope_user(struct api_request *r, const char *given, const char **user)
+{
+	if (api_scope(r, given, user) < 0)
+		return -1;
+	if (r->who.admin && !directory_user(r->srv->dir, *user)) {
+		http_reply_error(r->req, 422, "unknown_user", "no such user: %s", *user);
+		return -1;
+	}
+	return 0;
 }

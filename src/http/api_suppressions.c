@@ -27,7 +27,6 @@
 #include "core/address.h"
 #include "core/log.h"
 #include "http/http_private.h"
-#include "store/directory.h"
 #include "store/event.h"
 
 #define REASON_MAX 512
@@ -181,13 +180,7 @@ static int post_target(struct api_request *r, const char *given, const char **us
 				 "user is required with an admin key: whose list to add to");
 		return -1;
 	}
-	if (api_scope(r, given, user) < 0)
-		return -1;
-	if (r->who.admin && !directory_user(r->srv->dir, *user)) {
-		http_reply_error(r->req, 422, "unknown_user", "no such user: %s", *user);
-		return -1;
-	}
-	return 0;
+	return api_scope_user(r, given, user);
 }
 
 void api_suppressions_post(struct api_request *r)

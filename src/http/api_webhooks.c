@@ -25,7 +25,6 @@
 #include "core/log.h"
 #include "http/http_private.h"
 #include "http/webhooks.h"
-#include "store/directory.h"
 #include "store/event.h"
 
 /* A creation or a deletion waiting for its answer. */
@@ -220,13 +219,7 @@ static int post_owner(struct api_request *r, const char *given, const char **use
 		*user = "";
 		return 0;
 	}
-	if (api_scope(r, given, user) < 0)
-		return -1;
-	if (r->who.admin && !directory_user(r->srv->dir, *user)) {
-		http_reply_error(r->req, 422, "unknown_user", "no such user: %s", *user);
-		return -1;
-	}
-	return 0;
+	return api_scope_user(r, given, user);
 }
 
 /* api_webhooks_post - POST /v1/webhooks: checks here, the rest in webhooks_add. */

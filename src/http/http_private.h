@@ -157,6 +157,10 @@ int api_queue_id_ok(const char *id);
 int api_scope_of(const struct api_principal *who, const char *given, const char **user);
 /* api_scope - api_scope_of for R; -1 after answering the refusal. */
 int api_scope(struct api_request *r, const char *given, const char **user);
+/* api_scope_user - api_scope for a write on behalf of a user: an admin's
+ * GIVEN must also be an existing user (else 422 unknown_user).  -1 after
+ * answering the refusal. */
+int api_scope_user(struct api_request *r, const char *given, const char **user);
 
 /* api_read.c: a read of the store for a request, after event_log_sync,
  * on a worker with a pooled connection, answered on the loop.  A job

@@ -122,9 +122,9 @@ struct smtp_reply session_rate_check(struct session *s);
 struct smtp_reply session_rcpt_limits(struct session *s, const char *rcpt);
 /* session_policy.c: record a refused recipient (or sender: RCPT NULL). */
 void session_record_rejection(struct session *s, const char *rcpt, struct smtp_reply r);
-/* session_policy.c: the Subject of the header block at the start of BODY,
+/* session_headers.c: the Subject of the client's header block in BODY,
  * unfolded (malloc'ed, caller frees; "" when none; NULL out of memory). */
-char *session_subject(struct evbuffer *body);
+char *session_subject(struct session *s, struct evbuffer *body);
 /* session_policy.c: the message is committed: charge the user's quotas
  * and record its accepted events and summary (with s->subject). */
 void session_record_accepted(struct session *s);

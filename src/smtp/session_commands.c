@@ -510,7 +510,7 @@ void session_commit_message(struct session *s)
 		return;
 	}
 	free(s->subject);
-	s->subject = s->ctx->events ? session_subject(body) : NULL;
+	s->subject = s->ctx->events ? session_subject(s, body) : NULL;
 	s->state = SS_BUSY;
 	bufferevent_disable(s->bev, EV_READ);
 	spool_commit(s->ctx->spool, &s->env, body, commit_done, s);

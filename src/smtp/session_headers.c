@@ -8,7 +8,9 @@
  * not counted. */
 #include <event2/buffer.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -57,6 +59,43 @@ static unsigned header_count(const char *hdr, size_t len, const char *name)
 		i = (size_t)(nl - hdr) + 1;
 	}
 	return n;
+}
+
+/* header_value - the first field NAME (with its colon) of HDR, unfolded
+ * (RFC 5322 2.2.3), leading blanks dropped, into OUT ("" when absent). */
+static void header_value(const char *hdr, size_t len, const char *name, char *out,
+			 size_t outlen)
+{
+	size_t nlen = strlen(name), o = 0;
+	const char *end = hdr + len, *line = hdr;
+	while (line < end && !(end - line >= (ptrdiff_t)nlen && !strncasecmp(line, name, nlen))) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		line = nl ? nl + 1 : end;
+	}
+	/* The field, then its continuation lines (those starting with a blank). */
+	for (const char *c = line + nlen; line < end && c < end && o + 1 < outlen; c++) {
+		if (*c == '\r' || *c == '\n') {
+			const char *next = memchr(c, '\n', (size_t)(end - c));
+			if (!next || next + 1 >= end || (next[1] != ' ' && next[1] != '\t'))
+				break;
+			c = next;
+			continue;
+		}
+		if (o > 0 || (*c != ' ' && *c != '\t'))
+			out[o++] = *c == '\t' ? ' ' : *c;
+	}
+	out[o] = '\0';
+}
+
+char *session_subject(struct session *s, struct evbuffer *body)
+{
+	char subject[998 + 1]; /* one header line (RFC 5322 2.1.1) */
+	size_t len;
+	const char *hdr = header_block(s, body, &len);
+	subject[0] = '\0';
+	if (hdr)
+		header_value(hdr, len, "subject:", subject, sizeof subject);
+	return strdup(subject);
 }
 
 int session_hops_exceeded(struct session *s, struct evbuffer *body)

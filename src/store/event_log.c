@@ -17,11 +17,13 @@
 
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "core/workers.h"
+#include "spool/envelope.h"
 
 /* The most events (and summaries) one transaction writes: large enough
  * that a backlog drains in few transactions, small enough that a batch is
@@ -549,6 +551,33 @@ void event_log_message(struct event_log *log, const struct message_meta *m)
 	}
 	log->msgs_queued++;
 	schedule(log);
+}
+
+void event_log_accepted(struct event_log *log, const struct envelope *env, const char *subject,
+			const char *tags, const char *detail)
+{
+	/* The record only reads these strings (message_meta also carries
+	 * strings it owns, when read back). */
+	struct message_meta m = {
+		.user = env->auth_user ? env->auth_user : (char *)"",
+		.sender = env->sender,
+		.subject = (char *)(subject ? subject : ""),
+		.tags = (char *)(tags ? tags : "[]"),
+		.created_ms = (int64_t)env->received * 1000,
+	};
+	snprintf(m.id, sizeof m.id, "%s", env->id);
+	event_log_message(log, &m);
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct event_note n = {
+			.type = EVENT_ACCEPTED,
+			.message_id = env->id,
+			.user = env->auth_user,
+			.recipient = env->rcpts[i].address,
+			.detail = detail,
+			.received = env->received,
+		};
+		event_log_emit(log, &n);
+	}
 }
 
 struct event_listener *event_log_listen(struct event_log *log, event_listener_cb cb, void *arg)

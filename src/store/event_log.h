@@ -64,6 +64,13 @@ void event_log_emit(struct event_log *log, const struct event_note *n);
  * call it with the message's accepted events. */
 void event_log_message(struct event_log *log, const struct message_meta *m);
 
+/* event_log_accepted - ENV was committed at ENV->received: record its
+ * summary (SUBJECT and TAGS, a JSON array text, may be NULL) and one
+ * accepted event per recipient with DETAIL (where it came from). */
+struct envelope;
+void event_log_accepted(struct event_log *log, const struct envelope *env, const char *subject,
+			const char *tags, const char *detail);
+
 /* Live listeners.  CB gets each event as it is emitted; it must not
  * block, and may unlisten itself (or any listener) from inside CB. */
 typedef void (*event_listener_cb)(void *arg, const struct event_record *ev);

@@ -112,6 +112,22 @@ def test_smtp_submission_is_recorded_for_its_user(ev):
     assert {e["recipient"] for e in accepted} == {CAROL, ALICE}
 
 
+def test_smtp_message_summary_has_its_unfolded_subject(ev):
+    s = smtplib.SMTP("127.0.0.1", ev.tern.submission_port, timeout=10 * SLOW)
+    try:
+        s.starttls(context=client_context())
+        s.login(BOB, PASSWORD)
+        s.sendmail(BOB, [CAROL], "From: <%s>\r\nX-Note: subject: not this\r\n"
+                   "Subject:  a long\r\n\tfolded subject\r\nTo: <%s>\r\n\r\n"
+                   "Subject: not this either\r\n" % (BOB, CAROL))
+    finally:
+        s.quit()
+    mid = wait_events(ev, "?type=accepted", 1)[0]["message_id"]
+    r = ev.request("GET", "/v1/messages/" + mid)
+    assert r.status == 200, r
+    assert r.json["subject"] == "a long folded subject"
+
+
 def test_inbound_mail_is_seen_by_admin_keys_only(ev):
     s = smtplib.SMTP("127.0.0.1", ev.tern.smtp_port, timeout=10 * SLOW)
     try:
